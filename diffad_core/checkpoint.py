@@ -1,0 +1,176 @@
+"""Checkpoints that survive interruption and never unpickle arbitrary objects.
+
+Two formats:
+
+* **Training checkpoints** (``*.pt``): a ``torch.save`` dict holding only tensors, numbers, strings,
+  lists and dicts - model and optimizer state, the step, RNG states, and the configs as JSON strings.
+  They are loaded with ``torch.load(weights_only=True)``, which refuses any other pickled object, so
+  a checkpoint from someone else cannot run code.
+* **Weights** (``*.safetensors``): the model's tensors plus its config as JSON metadata, for sharing
+  and for the weights shipped with the package.
+
+Every write goes to a temporary file in the same folder, is flushed to disk and then renamed over
+the target (``os.replace`` is atomic), so a crash or a full disk never leaves a half-written file
+where a good one was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Optional, Union
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file as load_safetensors
+from safetensors.torch import save_file as save_safetensors
+
+from .model import DiffusionAD, ModelConfig
+
+__all__ = [
+    "CheckpointError",
+    "atomic_path",
+    "save_checkpoint",
+    "load_checkpoint",
+    "save_weights",
+    "load_model",
+    "CHECKPOINT_FORMAT",
+]
+
+PathLike = Union[str, os.PathLike]
+CHECKPOINT_FORMAT = "diffad-checkpoint-v1"
+WEIGHTS_FORMAT = "diffad-weights-v1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or weights file that cannot be read or does not hold a DiffusionAD model."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success fsync it and rename it onto ``path``.
+
+    On any exception the temporary file is removed and ``path`` is left as it was.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def save_checkpoint(
+    path: PathLike,
+    *,
+    model: DiffusionAD,
+    optimizers: dict[str, torch.optim.Optimizer],
+    schedulers: Optional[dict[str, Any]] = None,
+    step: int,
+    train_config: dict[str, Any],
+    rng: Optional[dict[str, torch.Tensor]] = None,
+    extra: Optional[dict[str, Any]] = None,
+) -> Path:
+    """Atomically write a training checkpoint (see the module docstring for what it holds)."""
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "model_config": json.dumps(model.config.to_dict()),
+        "train_config": json.dumps(train_config),
+        "step": int(step),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
+        "schedulers": {name: sch.state_dict() for name, sch in (schedulers or {}).items()},
+        "rng": rng or {},
+        "extra": json.dumps(extra or {}),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> dict[str, Any]:
+    """Read a training checkpoint safely (``weights_only=True``) and decode its JSON fields.
+
+    Raises:
+        CheckpointError: missing, truncated or foreign file, or one holding pickled objects.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise CheckpointError(f"checkpoint {file} does not exist; pass the checkpoint.pt a training run wrote")
+    try:
+        payload = torch.load(file, map_location=map_location, weights_only=True)
+    except Exception as exc:  # pickle errors, truncated zip, refused globals
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"cannot read checkpoint {file}: {reason[:300]}. It is truncated, not a diffad checkpoint, "
+            "or holds pickled objects that safe loading refuses"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{file} is not a diffad training checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
+    try:
+        payload["model_config"] = json.loads(payload["model_config"])
+        payload["train_config"] = json.loads(payload["train_config"])
+        payload["extra"] = json.loads(payload.get("extra", "{}"))
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"checkpoint {file} has a damaged config field: {exc}") from None
+    return payload
+
+
+def save_weights(path: PathLike, model: DiffusionAD, *, metadata: Optional[dict[str, str]] = None) -> Path:
+    """Atomically write the model's weights and config as safetensors (``*.safetensors``)."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {"format": WEIGHTS_FORMAT, "model_config": json.dumps(model.config.to_dict())}
+    meta.update(metadata or {})
+    with atomic_path(path) as tmp:
+        save_safetensors(tensors, str(tmp), metadata=meta)
+    return Path(path)
+
+
+def _read_safetensors(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as handle:
+            meta = handle.metadata() or {}
+        tensors = load_safetensors(str(file))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read weights {file}: {exc}") from None
+    if meta.get("format") != WEIGHTS_FORMAT or "model_config" not in meta:
+        raise CheckpointError(f"{file} is a safetensors file but not diffad weights (no '{WEIGHTS_FORMAT}' metadata)")
+    try:
+        config = json.loads(meta["model_config"])
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"weights {file} have a damaged model_config: {exc}") from None
+    return tensors, {"model_config": config, "metadata": meta}
+
+
+def load_model(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> DiffusionAD:
+    """Rebuild a :class:`DiffusionAD` from a training checkpoint (.pt) or weights (.safetensors).
+
+    The file carries its own config, so nothing else is needed. The model is returned in eval mode.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise CheckpointError(f"model file {file} does not exist")
+    if file.suffix == ".safetensors":
+        state, info = _read_safetensors(file)
+    else:
+        info = load_checkpoint(file, map_location="cpu")
+        state = info["model"]
+    try:
+        model = DiffusionAD(ModelConfig.from_dict(info["model_config"]))
+        model.load_state_dict(state)
+    except (ValueError, RuntimeError, TypeError) as exc:
+        raise CheckpointError(f"{file} does not match its own model config: {str(exc)[:300]}") from None
+    return model.to(map_location).eval()

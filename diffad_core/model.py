@@ -1,0 +1,218 @@
+"""``DiffusionAD``: the two sub-networks, the noise schedule and the pixel range, as one module.
+
+This is the object training produces, checkpoints hold and evaluation uses:
+
+    model = DiffusionAD.from_preset("tiny", image_size=64)
+    out = model.predict(images)          # images (B, 3, H, W) in [0, 1]
+    out.anomaly_map, out.score           # (B, 1, H, W) in [0, 1], (B,)
+
+Pixel range (``pixel_range``): the released code feeds images in [0, 1] to the diffusion UNet
+unchanged and clamps its estimates to [-1, 1]; ``"unit"`` (default) keeps that, so the paper's
+t_s = 200 / t_b = 400 mean what they meant there. ``"symmetric"`` maps images to [-1, 1] first, the
+usual DDPM convention (then the same t hides relatively less of the image).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Literal, NamedTuple, Optional
+
+import torch
+from torch import Tensor, nn
+
+from .losses import LossOutput, diffusionad_loss
+from .networks import ReconUNet, ReconUNetConfig, SegUNet, SegUNetConfig, config_from_dict, config_to_dict
+from .reconstruction import Reconstruction, reconstruct
+from .schedule import BETA_SCHEDULES, NoiseSchedule
+
+__all__ = ["DiffusionAD", "ModelConfig", "Prediction", "image_scores", "PIXEL_RANGES"]
+
+PixelRange = Literal["unit", "symmetric"]
+PIXEL_RANGES: tuple[str, ...] = ("unit", "symmetric")
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a :class:`DiffusionAD` (stored as JSON in checkpoints)."""
+
+    recon: ReconUNetConfig
+    seg: SegUNetConfig
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "linear"
+    pixel_range: str = "unit"
+    preset: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.beta_schedule not in BETA_SCHEDULES:
+            raise ValueError(f"beta_schedule={self.beta_schedule!r} is unknown; choose one of {BETA_SCHEDULES}")
+        if self.pixel_range not in PIXEL_RANGES:
+            raise ValueError(f"pixel_range={self.pixel_range!r} is unknown; choose one of {PIXEL_RANGES}")
+
+    @property
+    def image_size(self) -> int:
+        return int(self.recon.image_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["recon"] = config_to_dict(self.recon)
+        out["seg"] = config_to_dict(self.seg)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        if not isinstance(data, dict):
+            raise ValueError(f"a model config must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys {unknown}; valid keys are {sorted(known)}")
+        missing = sorted({"recon", "seg"} - set(data))
+        if missing:
+            raise ValueError(f"model config lacks {missing}")
+        kw = dict(data)
+        kw["recon"] = config_from_dict(ReconUNetConfig, data["recon"])
+        kw["seg"] = config_from_dict(SegUNetConfig, data["seg"])
+        return cls(**kw)
+
+
+class Prediction(NamedTuple):
+    """Result of :meth:`DiffusionAD.predict` (images in [0, 1] pixel space).
+
+    Fields: ``anomaly_map`` M (B, 1, H, W) in [0, 1]; ``score`` (B,) mean of the top-k values of M;
+    ``reconstruction`` x0_g (B, 3, H, W); ``x0_small`` and ``x0_big`` the plain one-step estimates.
+    """
+
+    anomaly_map: Tensor
+    score: Tensor
+    reconstruction: Tensor
+    x0_small: Tensor
+    x0_big: Tensor
+
+
+def image_scores(anomaly_map: Tensor, top_k: int = 50) -> Tensor:
+    """Image-level score: the mean of the ``top_k`` largest values of each map (B, 1, H, W) -> (B,).
+
+    If a map has fewer than ``top_k`` pixels, all of them are averaged.
+    """
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    flat = anomaly_map.flatten(1)
+    k = min(top_k, flat.shape[1])
+    return flat.topk(k, dim=1).values.float().mean(dim=1)
+
+
+class DiffusionAD(nn.Module):
+    """Reconstruction UNet eps_theta + segmentation UNet + noise schedule (DiffusionAD, paper Fig. 2)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.unet = ReconUNet(config.recon)
+        self.segnet = SegUNet(config.seg)
+        self.schedule = NoiseSchedule(config.num_train_timesteps, config.beta_schedule)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_preset(
+        cls,
+        preset: str = "tiny",
+        *,
+        image_size: int = 256,
+        num_train_timesteps: int = 1000,
+        beta_schedule: str = "linear",
+        pixel_range: str = "unit",
+        recon_overrides: Optional[dict[str, Any]] = None,
+        seg_overrides: Optional[dict[str, Any]] = None,
+    ) -> "DiffusionAD":
+        """Build both networks from the named preset ("tiny", "small", "paper") at ``image_size``."""
+        recon = ReconUNet.from_preset(preset, image_size=image_size, **(recon_overrides or {})).config
+        seg = SegUNet.from_preset(preset, image_size=image_size, **(seg_overrides or {})).config
+        config = ModelConfig(recon, seg, num_train_timesteps, beta_schedule, pixel_range, preset)
+        return cls(config)
+
+    @property
+    def image_size(self) -> int:
+        return self.config.image_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # ---------------------------------------------------------------- pixel range
+    def to_model_space(self, images: Tensor) -> Tensor:
+        """Map images in [0, 1] to the UNet's input range (identity for ``pixel_range="unit"``)."""
+        return images if self.config.pixel_range == "unit" else images * 2.0 - 1.0
+
+    def to_image_space(self, x: Tensor) -> Tensor:
+        """Map model-space tensors back to [0, 1] for display (clamped)."""
+        out = x if self.config.pixel_range == "unit" else (x + 1.0) / 2.0
+        return out.clamp(0.0, 1.0)
+
+    # ---------------------------------------------------------------- method
+    def _check_images(self, images: Tensor) -> None:
+        if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3:
+            shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+            raise ValueError(f"images must be (B, 3, H, W), got {shape}")
+        if not torch.is_floating_point(images):
+            raise ValueError(f"images have integer dtype {images.dtype}; pass floats in [0, 1] (x.float() / 255)")
+        size = self.image_size
+        if images.shape[-2:] != (size, size):
+            raise ValueError(
+                f"images are {tuple(images.shape[-2:])} but the model was built for {size} x {size}; "
+                f"resize them (the dataset readers take image_size={size})"
+            )
+
+    def reconstruct(
+        self,
+        images: Tensor,
+        *,
+        t_s: int = 200,
+        t_b: int = 400,
+        w: float = 1.0,
+        generator: Optional[torch.Generator] = None,
+        noise_s: Optional[Tensor] = None,
+        noise_b: Optional[Tensor] = None,
+    ) -> Reconstruction:
+        """Norm-guided reconstruction of images in [0, 1]; the result is in *model* space."""
+        self._check_images(images)
+        x = self.to_model_space(images)
+        if generator is not None and noise_s is None:
+            noise_s = torch.randn(x.shape, generator=generator, device=generator.device).to(x.device, x.dtype)
+        if generator is not None and noise_b is None:
+            noise_b = torch.randn(x.shape, generator=generator, device=generator.device).to(x.device, x.dtype)
+        return reconstruct(self.unet, self.schedule, x, t_s, t_b, w, noise_s, noise_b)
+
+    def segment(self, images: Tensor, x0_guided: Tensor) -> Tensor:
+        """Anomaly map M = SegNet(concat(x, x0_g)) (B, 1, H, W) in [0, 1]."""
+        x = self.to_model_space(images)
+        return self.segnet(torch.cat([x, x0_guided.to(x.dtype)], dim=1))
+
+    @torch.no_grad()
+    def predict(
+        self,
+        images: Tensor,
+        *,
+        t_s: int = 200,
+        t_b: int = 400,
+        w: float = 1.0,
+        top_k: int = 50,
+        generator: Optional[torch.Generator] = None,
+    ) -> Prediction:
+        """Anomaly maps and image scores for images (B, 3, H, W) in [0, 1] (paper defaults)."""
+        rec = self.reconstruct(images, t_s=t_s, t_b=t_b, w=w, generator=generator)
+        amap = self.segment(images, rec.x0_guided).float()
+        return Prediction(
+            amap,
+            image_scores(amap, top_k),
+            self.to_image_space(rec.x0_guided.float()),
+            self.to_image_space(rec.x0_small.float()),
+            self.to_image_space(rec.x0_big.float()),
+        )
+
+    def loss(self, images_aug: Tensor, mask: Tensor, label: Tensor, **kwargs: Any) -> LossOutput:
+        """The joint training loss (:func:`diffad_core.losses.diffusionad_loss`) on images in [0, 1]."""
+        self._check_images(images_aug)
+        return diffusionad_loss(self.unet, self.segnet, self.schedule, self.to_model_space(images_aug), mask, label, **kwargs)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Anomaly maps (B, 1, H, W) with the paper's inference settings."""
+        return self.predict(images).anomaly_map

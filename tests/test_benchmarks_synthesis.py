@@ -1,0 +1,25 @@
+"""Runs benchmarks/bench_synthesis.py in its quick mode (tiny images) and checks its JSON line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_synthesis_quick_prints_json():
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_synthesis.py"), "--quick",
+           "--image-size", "32", "--batch", "4", "--batches", "2", "--device", "cpu"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    expected = {"benchmark", "device", "image_size", "batch", "batched_img_s", "per_sample_img_s", "ratio"}
+    assert expected <= set(result)
+    assert result["benchmark"] == "synthesis" and result["device"] == "cpu"
+    assert result["image_size"] == 32 and result["batch"] == 4
+    assert result["batched_img_s"] > 0 and result["per_sample_img_s"] > 0
+    assert abs(result["ratio"] - result["batched_img_s"] / result["per_sample_img_s"]) < 0.05
+    assert "gpu_img_s" not in result

@@ -1,0 +1,74 @@
+"""The diffad command end to end on a tiny MVTec-layout category, and every user-error path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from diffad_core.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "diffad_core", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def test_info():
+    proc = run_cli("info")
+    assert proc.returncode == 0, proc.stderr
+    assert "torch" in proc.stdout and "paper" in proc.stdout and "ReconUNet" in proc.stdout
+
+
+def test_train_then_eval(tiny_mvtec, tmp_path, capsys):
+    run = tmp_path / "run"
+    code = main(["train", "--data", str(tiny_mvtec), "--category", "widget", "--preset", "tiny", "--image-size", "32",
+                 "--steps", "2", "--batch-size", "4", "--device", "cpu", "--out", str(run), "--quiet"])
+    assert code == 0
+    assert (run / "model.safetensors").is_file() and (run / "checkpoint.pt").is_file()
+    code = main(["train", "--data", str(tiny_mvtec), "--category", "widget", "--preset", "tiny", "--image-size", "32",
+                 "--steps", "3", "--batch-size", "4", "--device", "cpu", "--out", str(run), "--quiet", "--resume"])
+    assert code == 0
+    report = tmp_path / "report"
+    code = main(["eval", "--checkpoint", str(run / "model.safetensors"), "--data", str(tiny_mvtec), "--category", "widget",
+                 "--out", str(report), "--batch-size", "4", "--device", "cpu"])
+    assert code == 0
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert 0.0 <= metrics["metrics"]["image_auroc"] <= 1.0 if "metrics" in metrics else 0.0 <= metrics["image_auroc"] <= 1.0
+    out = capsys.readouterr().out
+    assert "image_auroc" in out.lower() or "image auroc" in out.lower()
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["train", "--data", "/nonexistent/x", "--category", "widget", "--out", "OUT"], "/nonexistent/x"),
+        (["train", "--data", "DATA", "--category", "nosuch", "--out", "OUT"], "nosuch"),
+        (["train", "--data", "DATA", "--category", "widget", "--out", "OUT", "--steps", "many"], "--steps"),
+        (["train", "--data", "DATA", "--category", "widget", "--out", "OUT", "--amp", "fp8"], "--amp"),
+        (["train", "--data", "DATA", "--category", "widget", "--out", "OUT", "--resume"], "checkpoint"),
+        (["train", "--data", "DATA", "--category", "widget", "--out", "OUT", "--batch-size", "0"], "batch_size"),
+        (["eval", "--checkpoint", "CKPT", "--data", "DATA", "--category", "widget", "--out", "OUT"], "CKPT"),
+        (["benchmark", "--data", "DATA", "--dataset", "mvtec", "--categories", "nosuch", "--out", "OUT"], "nosuch"),
+        (["benchmark", "--data", "DATA", "--dataset", "mini", "--shard", "3/2", "--out", "OUT"], "shard"),
+        (["frobnicate"], "frobnicate"),
+    ],
+)
+def test_user_errors_are_one_line_exit_2_and_leave_no_output(tiny_mvtec, tmp_path, args, needle):
+    ckpt = tmp_path / "bad.pt"
+    ckpt.write_bytes(b"not a checkpoint")
+    out = tmp_path / "out"
+    subst = {"DATA": str(tiny_mvtec), "OUT": str(out), "CKPT": str(ckpt)}
+    argv = [subst.get(a, a) for a in args]
+    needle = subst.get(needle, needle)
+    proc = run_cli(*argv)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("diffad") and "error" in lines[0] and needle in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not out.exists() or not any(out.iterdir()), "a failed command left files in --out"

@@ -1,0 +1,457 @@
+"""Tests for diffad_core.perlin, diffad_core.textures and diffad_core.synthesis (DESIGN section 4)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageEnhance, ImageOps
+
+import diffad_core.synthesis as synthesis
+from diffad_core.perlin import perlin_from_angles, perlin_mask, perlin_noise, rotate_images
+from diffad_core.synthesis import (
+    AUGMENTATIONS,
+    AnomalySynthesizer,
+    SynthesisConfig,
+    SynthesisOutput,
+    augment_sources,
+    blend_anomaly,
+)
+from diffad_core.textures import PROCEDURAL_FAMILIES, load_texture_folder, procedural_textures, shuffle_grid
+
+CUDA = torch.cuda.is_available()
+
+
+def seeded(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def disc_images(batch: int = 8, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coloured discs with stripes on a dark background, and the disc as (B, 1, H, W) mask."""
+    g = seeded(seed)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    disc = (((yy - size / 2) ** 2 + (xx - size / 2) ** 2) < (0.3 * size) ** 2).float()
+    colour = torch.rand(batch, 3, 1, 1, generator=g) * 0.5 + 0.4
+    stripes = 0.1 * torch.sin(xx / 2.0)[None, None]
+    images = 0.05 * (1 - disc) + (colour + stripes).clamp(0, 1) * disc
+    return images, disc[None, None].expand(batch, 1, size, size).clone()
+
+
+# --------------------------------------------------------------------------- Perlin noise
+
+
+def slow_perlin(angles: np.ndarray, res: tuple[int, int], height: int, width: int) -> np.ndarray:
+    """Classic 2D Perlin noise, one pixel at a time (independent reference)."""
+    fade = lambda t: 6 * t**5 - 15 * t**4 + 10 * t**3  # noqa: E731
+    out = np.zeros((height, width))
+    for y in range(height):
+        for x in range(width):
+            u, v = y * res[0] / height, x * res[1] / width
+            i, j = int(math.floor(u)), int(math.floor(v))
+            f, g = u - i, v - j
+            dots = {}
+            for a in (0, 1):
+                for b in (0, 1):
+                    ang = angles[i + a, j + b]
+                    dots[a, b] = math.cos(ang) * (f - a) + math.sin(ang) * (g - b)
+            s, t = fade(f), fade(g)
+            left = dots[0, 0] * (1 - s) + dots[1, 0] * s
+            right = dots[0, 1] * (1 - s) + dots[1, 1] * s
+            out[y, x] = math.sqrt(2) * (left * (1 - t) + right * t)
+    return out
+
+
+@pytest.mark.parametrize("res,size", [((1, 1), (8, 8)), ((3, 2), (12, 10)), ((4, 8), (16, 16)), ((5, 3), (13, 7))])
+def test_perlin_matches_slow_reference(res, size):
+    angles = torch.rand(1, 9, 9, generator=seeded(1), dtype=torch.float64) * 2 * math.pi
+    ours = perlin_from_angles(angles, torch.tensor([res]), *size)[0].numpy()
+    ref = slow_perlin(angles[0].numpy(), res, *size)
+    np.testing.assert_allclose(ours, ref, atol=2e-6)
+
+
+def test_perlin_hand_computed_value():
+    # all gradients (1, 0): n = sqrt(2) * (f - fade(f)) with f the row offset; f = 1/4 at row 1 of 4
+    angles = torch.zeros(1, 2, 2)
+    noise = perlin_from_angles(angles, torch.tensor([[1, 1]]), 4, 4)[0]
+    fade = 6 / 4**5 - 15 / 4**4 + 10 / 4**3
+    expected = math.sqrt(2) * (0.25 - fade)
+    torch.testing.assert_close(noise[1], torch.full((4,), expected), atol=1e-6, rtol=0)
+    torch.testing.assert_close(noise[0], torch.zeros(4))  # lattice row: exactly zero
+
+
+def test_perlin_noise_shapes_ranges_and_errors():
+    res = torch.tensor([[1, 1], [2, 32], [32, 4], [8, 8]])
+    noise = perlin_noise(4, 37, 53, res, generator=seeded())
+    assert noise.shape == (4, 37, 53) and noise.dtype == torch.float32
+    assert noise.abs().max() <= 1.0 + 1e-5
+    assert noise.std() > 0.05
+    assert perlin_noise(0, 8, 8, torch.zeros(0, 2, dtype=torch.long)).shape == (0, 8, 8)
+    with pytest.raises(ValueError, match=r"\(4, 2\)"):
+        perlin_noise(4, 8, 8, torch.ones(3, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="integer"):
+        perlin_noise(1, 8, 8, torch.ones(1, 2))
+    with pytest.raises(ValueError, match=">= 1"):
+        perlin_noise(1, 8, 8, torch.zeros(1, 2, dtype=torch.long))
+
+
+def test_perlin_per_sample_scales_change_frequency():
+    # one batch, four resolutions: the mean absolute step along each axis grows with its resolution
+    res = torch.tensor([[1, 1], [32, 32], [1, 32], [32, 1]])
+    noise = perlin_noise(4, 256, 256, res, generator=seeded(3))
+    dy = (noise[:, 1:] - noise[:, :-1]).abs().mean((1, 2))
+    dx = (noise[:, :, 1:] - noise[:, :, :-1]).abs().mean((1, 2))
+    assert dy[1] > 8 * dy[0] and dx[1] > 8 * dx[0]
+    assert dx[2] > 8 * dy[2]  # 32 cells across the columns, 1 down the rows
+    assert dy[3] > 8 * dx[3]
+
+
+def test_perlin_noise_is_reproducible():
+    res = torch.full((3, 2), 4)
+    a = perlin_noise(3, 16, 16, res, generator=seeded(5))
+    b = perlin_noise(3, 16, 16, res, generator=seeded(5))
+    c = perlin_noise(3, 16, 16, res, generator=seeded(6))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_rotate_images_matches_kornia():
+    from kornia.geometry.transform import rotate
+
+    for shape in [(3, 3, 16, 16), (3, 1, 12, 21)]:
+        x = torch.rand(*shape, generator=seeded())
+        angle = torch.tensor([-80.0, 10.0, 45.0])
+        torch.testing.assert_close(rotate_images(x, angle), rotate(x, angle), atol=1e-4, rtol=0)
+
+
+def test_perlin_mask_inside_foreground_and_non_empty():
+    _, fg = disc_images(6, 32)
+    fg[5] = 0  # a sample without foreground gets no region
+    mask = perlin_mask(fg, generator=seeded())
+    assert mask.shape == (6, 1, 32, 32)
+    assert set(mask.unique().tolist()) <= {0.0, 1.0}
+    assert (mask <= fg).all()
+    assert (mask[:5].flatten(1).sum(1) > 0).all()
+    assert mask[5].sum() == 0
+
+
+def test_perlin_mask_fallback_disc():
+    # the noise never exceeds 1, so every sample falls back to a small disc inside the foreground
+    _, fg = disc_images(4, 64)
+    mask = perlin_mask(fg, threshold=1.5, max_tries=2, generator=seeded())
+    areas = mask.flatten(1).sum(1)
+    assert (areas > 0).all() and (mask <= fg).all()
+    assert (areas <= math.pi * (64 / 16) ** 2 + 8).all()
+
+
+# --------------------------------------------------------------------------- augmentations
+
+
+def uint8_batch(seed: int = 0) -> tuple[np.ndarray, torch.Tensor]:
+    rng = np.random.default_rng(seed)
+    arr = (rng.beta(2, 5, (3, 20, 24, 3)) * 255).astype(np.uint8)
+    return arr, torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255
+
+
+def fix_draws(monkeypatch, *, uniform: float | None = None, randint: int | None = None) -> None:
+    """Make the ops' parameter draws constant."""
+    if uniform is not None:
+        monkeypatch.setattr(synthesis, "uniform", lambda shape, lo, hi, generator, device: torch.full(shape, float(uniform)))
+    if randint is not None:
+        monkeypatch.setattr(synthesis, "randint", lambda shape, lo, hi, generator, device: torch.full(shape, randint))
+
+
+def to_levels(x: torch.Tensor) -> np.ndarray:
+    return (x * 255).permute(0, 2, 3, 1).numpy()
+
+
+def test_equalize_matches_pil_exactly():
+    arr, x = uint8_batch()
+    ref = np.stack([np.asarray(ImageOps.equalize(Image.fromarray(a))) for a in arr])
+    np.testing.assert_array_equal(to_levels(synthesis._equalize(x, None)).round(), ref)
+
+
+@pytest.mark.parametrize("cutoff", [0, 7, 20])
+def test_autocontrast_matches_pil(monkeypatch, cutoff):
+    arr, x = uint8_batch(1)
+    fix_draws(monkeypatch, randint=cutoff)
+    ref = np.stack([np.asarray(ImageOps.autocontrast(Image.fromarray(a), cutoff=cutoff)) for a in arr])
+    assert np.abs(to_levels(synthesis._autocontrast(x, None)) - ref).max() <= 1.0  # PIL truncates
+
+
+@pytest.mark.parametrize("factor", [0.0, 0.6, 2.0])
+def test_sharpness_matches_pil(monkeypatch, factor):
+    arr, x = uint8_batch(2)
+    fix_draws(monkeypatch, uniform=factor)
+    ref = np.stack([np.asarray(ImageEnhance.Sharpness(Image.fromarray(a)).enhance(factor)) for a in arr])
+    # PIL rounds twice (its smoothed image is uint8, then the blend): within 1.5 levels
+    assert np.abs(to_levels(synthesis._sharpness(x, None)) - ref).max() <= 1.5
+
+
+@pytest.mark.parametrize("bits", [1, 3, 8])
+def test_posterize_matches_pil(monkeypatch, bits):
+    arr, x = uint8_batch(3)
+    fix_draws(monkeypatch, randint=bits)
+    ref = np.stack([np.asarray(ImageOps.posterize(Image.fromarray(a), bits)) for a in arr])
+    np.testing.assert_array_equal(to_levels(synthesis._posterize(x, None)).round(), ref)
+
+
+def test_hue_saturation_matches_matplotlib(monkeypatch):
+    from matplotlib.colors import hsv_to_rgb, rgb_to_hsv
+
+    _, x = uint8_batch(4)
+    fix_draws(monkeypatch, uniform=0.1)  # dh = ds = 0.1
+    hsv = rgb_to_hsv(x.permute(0, 2, 3, 1).numpy())
+    hsv[..., 0] = (hsv[..., 0] + 0.1) % 1.0
+    hsv[..., 1] = np.clip(hsv[..., 1] + 0.1, 0, 1)
+    ref = hsv_to_rgb(hsv)
+    ours = synthesis._hue_saturation(x, None).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+
+
+def test_pointwise_ops_by_hand(monkeypatch):
+    x = torch.tensor([0.0, 0.25, 0.5, 1.0]).view(1, 1, 1, 4).expand(1, 3, 1, 4).contiguous()
+    fix_draws(monkeypatch, uniform=0.5)
+    torch.testing.assert_close(synthesis._gamma(x, None), x**0.5)
+    torch.testing.assert_close(synthesis._invert(x, None), 1 - x)
+    # solarize: apply (0.5 < 0.5 is False) -> unchanged
+    torch.testing.assert_close(synthesis._solarize(x, None), x)
+    fix_draws(monkeypatch, uniform=0.2)  # apply, threshold 0.2: values >= 0.2 inverted
+    torch.testing.assert_close(synthesis._solarize(x, None)[0, 0, 0], torch.tensor([0.0, 0.75, 0.5, 0.0]))
+    # brightness on a grey image (Y = 0.5): every channel becomes Y * mul + add
+    monkeypatch.setattr(synthesis, "uniform", lambda shape, lo, hi, generator, device: torch.full(shape, (lo + hi) / 2 + 0.05))
+    grey = torch.full((1, 3, 2, 2), 0.5)
+    out = synthesis._brightness(grey, None)  # mul = 1.0 + 0.05, add = 0.0 + 0.05
+    torch.testing.assert_close(out, torch.full_like(grey, 0.5 * 1.05 + 0.05))
+
+
+def test_augment_sources_applies_distinct_ops(monkeypatch):
+    # replace the ten ops by "add 2**k" so the result tells which ops ran, each exactly once
+    fake = {name: (lambda k: lambda x, g: x + 2.0**k)(k) for k, name in enumerate(AUGMENTATIONS)}
+    monkeypatch.setattr(synthesis, "_OPS", fake)
+    x = torch.zeros(64, 3, 4, 4)
+    for count in (0, 1, 3, 10):
+        out = augment_sources(x, num_augmentations=count, generator=seeded(count))
+        codes = out[:, 0, 0, 0].long().tolist()
+        assert all(bin(c).count("1") == count for c in codes)
+        assert (out == out[:, :1, :1, :1]).all()  # the whole image got the same ops
+    assert len(set(codes)) == 1 and codes[0] == 2**10 - 1
+    out = augment_sources(x, num_augmentations=3, generator=seeded(1))
+    assert len(set(out[:, 0, 0, 0].tolist())) > 10  # choices vary per sample
+
+
+def test_augment_sources_range_and_errors():
+    x, _ = disc_images(12, 24)
+    out = augment_sources(x, num_augmentations=3, generator=seeded())
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+    assert not torch.equal(out, x)
+    assert torch.equal(augment_sources(x, num_augmentations=0), x)
+    with pytest.raises(ValueError, match="num_augmentations"):
+        augment_sources(x, num_augmentations=11)
+
+
+def test_shuffle_grid_permutes_tiles():
+    x = torch.arange(2 * 1 * 16 * 16, dtype=torch.float32).view(2, 1, 16, 16)
+    out = shuffle_grid(x, grid=4, generator=seeded())
+    for b in range(2):
+        tiles_in = {tuple(x[b, 0, i : i + 4, j : j + 4].flatten().tolist()) for i in range(0, 16, 4) for j in range(0, 16, 4)}
+        tiles_out = [tuple(out[b, 0, i : i + 4, j : j + 4].flatten().tolist()) for i in range(0, 16, 4) for j in range(0, 16, 4)]
+        # each output tile is an input tile: the rows of tiles and the columns of tiles are permuted
+        assert set(tiles_out) <= tiles_in
+    assert not torch.equal(out, x)
+    assert torch.equal(out.flatten(1).sort(1).values, x.flatten(1).sort(1).values)
+
+
+def test_shuffle_grid_keeps_remainder_rows():
+    x = torch.rand(3, 3, 19, 21, generator=seeded())
+    out = shuffle_grid(x, grid=8, generator=seeded(1))
+    assert torch.equal(out[:, :, 16:, 16:], x[:, :, 16:, 16:])  # beyond 8 * (19 // 8) rows / columns
+    with pytest.raises(ValueError, match="too small"):
+        shuffle_grid(torch.zeros(1, 3, 4, 4), grid=8)
+
+
+def test_blend_by_hand():
+    image = torch.full((1, 3, 2, 2), 0.2)
+    source = torch.full((1, 3, 2, 2), 1.0)
+    mask = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])
+    out = blend_anomaly(image, source, mask, torch.tensor([0.25]))
+    inside = 0.75 * 1.0 + 0.25 * 0.2
+    torch.testing.assert_close(out[0, 0], torch.tensor([[inside, 0.2], [0.2, inside]]))
+
+
+# --------------------------------------------------------------------------- textures
+
+
+def test_procedural_textures():
+    tex = procedural_textures(10, (24, 32), generator=seeded())
+    assert tex.shape == (10, 3, 24, 32) and tex.dtype == torch.float32
+    assert tex.min() >= 0 and tex.max() <= 1
+    assert (tex.flatten(1).std(1) > 0.02).all()  # none is flat
+    assert (tex.mean((2, 3))[:, None] - tex.mean((2, 3))[None]).abs().sum(-1).triu(1).max() > 0.3  # colours vary
+    assert torch.equal(tex, procedural_textures(10, (24, 32), generator=seeded()))
+    assert not torch.equal(tex, procedural_textures(10, (24, 32), generator=seeded(1)))
+    assert len(PROCEDURAL_FAMILIES) == 5
+
+
+def write_pngs(folder, colours, size=(20, 16)):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, colour in enumerate(colours):
+        Image.new("RGB", size, colour).save(folder / f"tex{i}.png")
+
+
+def test_load_texture_folder(tmp_path):
+    write_pngs(tmp_path / "a", [(255, 0, 0), (0, 255, 0)])
+    write_pngs(tmp_path / "b" / "c", [(0, 0, 255)])
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    bank = load_texture_folder(tmp_path, (8, 12))
+    assert bank.shape == (3, 3, 8, 12) and bank.dtype == torch.uint8
+    assert sorted(bank[:, :, 0, 0].tolist()) == [[0, 0, 255], [0, 255, 0], [255, 0, 0]]
+    assert load_texture_folder(tmp_path, 8, max_images=2).shape[0] == 2
+
+
+def test_load_texture_folder_errors(tmp_path):
+    empty = tmp_path / "empty_textures"
+    empty.mkdir()
+    (empty / "junk.png").write_bytes(b"nope")
+    with pytest.raises(ValueError, match="empty_textures"):
+        load_texture_folder(empty, 8)
+    with pytest.raises(FileNotFoundError, match="missing_folder"):
+        load_texture_folder(tmp_path / "missing_folder", 8)
+    synth = AnomalySynthesizer(anomaly_source=empty, p_anomaly=1.0, texture_prob_object=1.0)
+    with pytest.raises(ValueError, match="empty_textures"):
+        synth(torch.rand(2, 3, 16, 16))
+
+
+# --------------------------------------------------------------------------- the synthesizer
+
+
+def check_invariants(x: torch.Tensor, out: SynthesisOutput, fg: torch.Tensor | None = None) -> None:
+    assert out.image.shape == x.shape and out.mask.shape == (x.shape[0], 1, *x.shape[2:])
+    assert out.label.shape == (x.shape[0],)
+    assert set(out.mask.unique().tolist()) <= {0.0, 1.0}
+    outside = (out.mask == 0).expand_as(x)
+    assert torch.equal(out.image[outside], x[outside])  # exactly unchanged outside the mask
+    assert torch.equal(out.label, (out.mask.flatten(1).sum(1) > 0).to(out.label.dtype))
+    normal = out.label == 0
+    assert torch.equal(out.image[normal], x[normal])
+    if fg is not None:
+        assert (out.mask <= (fg > 0.5).float()).all()
+    assert out.image.min() >= 0 and out.image.max() <= 1
+
+
+@pytest.mark.parametrize("kind", ["object", "texture"])
+def test_synthesizer_invariants(kind):
+    x, fg = disc_images(16, 32)
+    synth = AnomalySynthesizer(kind=kind, bank_size=10)
+    out = synth(x, fg, generator=seeded())
+    check_invariants(x, out, fg)
+    assert 0 < out.label.sum() < 16
+    anomalous = out.label == 1
+    assert (out.image[anomalous] != x[anomalous]).flatten(1).any(1).all()
+
+
+def test_synthesizer_anomaly_rate():
+    x = torch.rand(400, 3, 32, 32, generator=seeded())
+    out = AnomalySynthesizer(bank_size=10)(x, generator=seeded(7))
+    # Binomial(400, 0.5): mean 200, sd 10; every attempted sample gets a non-empty mask
+    assert 160 <= int(out.label.sum()) <= 240
+    check_invariants(x, out)
+    always = AnomalySynthesizer(p_anomaly=1.0, bank_size=10)(x[:20], generator=seeded())
+    never = AnomalySynthesizer(p_anomaly=0.0, bank_size=10)(x[:20], generator=seeded())
+    assert always.label.sum() == 20 and never.label.sum() == 0 and torch.equal(never.image, x[:20])
+
+
+def test_synthesizer_is_deterministic():
+    x, fg = disc_images(8, 32)
+    synth = AnomalySynthesizer(bank_size=10)
+    a = synth(x, fg, generator=seeded(3))
+    b = AnomalySynthesizer(bank_size=10)(x, fg, generator=seeded(3))  # fresh instance, same bank seed
+    c = synth(x, fg, generator=seeded(4))
+    for u, v in zip(a, b):
+        assert torch.equal(u, v)
+    assert not torch.equal(a.mask, c.mask)
+
+
+def test_self_augmentation_vs_texture_source():
+    # constant images: a self-augmented source (no colour ops) is the same constant -> no visible change;
+    # a texture source changes the pixels inside the mask
+    x = torch.full((6, 3, 32, 32), 0.3)
+    own = AnomalySynthesizer(kind="object", texture_prob_object=0.0, num_augmentations=0, p_anomaly=1.0)(x, generator=seeded())
+    assert own.label.sum() == 6
+    torch.testing.assert_close(own.image, x)
+    tex = AnomalySynthesizer(kind="texture", num_augmentations=0, p_anomaly=1.0, bank_size=10)(x, generator=seeded())
+    assert tex.label.sum() == 6
+    assert ((tex.image - x).abs().amax(1, keepdim=True) > 1e-3)[tex.mask > 0].float().mean() > 0.5
+    # object images, self-augmentation only: the source is the image's own pixels, shuffled
+    y, _ = disc_images(4, 32)
+    out = AnomalySynthesizer(texture_prob_object=0.0, num_augmentations=0, p_anomaly=1.0, beta_range=(0.0, 0.0))(y, generator=seeded())
+    inside = out.mask.expand_as(y) > 0
+    own_values = set(np.round(y.numpy().ravel(), 5).tolist())
+    assert set(np.round(out.image[inside].numpy(), 5).tolist()) <= own_values
+
+
+def test_anomaly_source_folder(tmp_path):
+    write_pngs(tmp_path / "textures" / "red", [(255, 0, 0)] * 3)
+    synth = AnomalySynthesizer(kind="texture", anomaly_source=tmp_path / "textures", num_augmentations=0,
+                               p_anomaly=1.0, beta_range=(0.5, 0.5))
+    x = torch.zeros(4, 3, 16, 16)
+    out = synth(x, generator=seeded())
+    assert synth.texture_bank(16, 16, "cpu").shape == (3, 3, 16, 16)
+    inside = out.image.permute(0, 2, 3, 1)[out.mask[:, 0] > 0]
+    torch.testing.assert_close(inside, torch.tensor([0.5, 0.0, 0.0]).expand_as(inside))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_dtype_is_preserved(dtype):
+    x = torch.rand(4, 3, 16, 16, generator=seeded(), dtype=torch.float64).to(dtype)  # not float32 values
+    out = AnomalySynthesizer(p_anomaly=1.0, bank_size=5)(x, generator=seeded())
+    assert out.image.dtype == out.mask.dtype == out.label.dtype == dtype
+    check_invariants(x, out)
+
+
+def test_input_validation():
+    synth = AnomalySynthesizer(bank_size=5)
+    with pytest.raises(ValueError, match=r"\(2, 1, 8, 8\)"):
+        synth(torch.rand(2, 1, 8, 8))
+    with pytest.raises(ValueError, match=r"\(3, 8, 8\)"):
+        synth(torch.rand(3, 8, 8))
+    with pytest.raises(ValueError, match="uint8"):
+        synth(torch.zeros(2, 3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="max 255"):
+        synth(torch.full((2, 3, 8, 8), 255.0))
+    with pytest.raises(ValueError, match="min -1"):
+        synth(torch.full((2, 3, 8, 8), -1.0))
+    with pytest.raises(ValueError, match=r"foreground.*\(2, 8, 8\)"):
+        synth(torch.rand(2, 3, 8, 8), torch.ones(2, 8, 8))
+    with pytest.raises(ValueError, match="ndarray"):
+        synth(np.zeros((2, 3, 8, 8)))
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="valid options"):
+        AnomalySynthesizer(p_anomoly=0.3)
+    with pytest.raises(ValueError, match="kind"):
+        AnomalySynthesizer(kind="textures")
+    with pytest.raises(ValueError, match="p_anomaly"):
+        SynthesisConfig(p_anomaly=1.5)
+    with pytest.raises(ValueError, match="perlin_scale_range"):
+        SynthesisConfig(perlin_scale_range=(3, 3))
+    cfg = SynthesisConfig(kind="texture")
+    synth = AnomalySynthesizer(cfg, p_anomaly=0.25)
+    assert synth.config.kind == "texture" and synth.config.p_anomaly == 0.25
+    assert "p_anomaly=0.25" in repr(synth)
+
+
+@pytest.mark.skipif(not CUDA, reason="CUDA not available")
+def test_cuda_with_cpu_generator():
+    x, fg = disc_images(8, 32)
+    synth = AnomalySynthesizer(bank_size=10)
+    cpu = synth(x, fg, generator=seeded(2))
+    gpu = synth(x.cuda(), fg.cuda(), generator=seeded(2))
+    assert gpu.image.is_cuda and gpu.mask.is_cuda and gpu.label.is_cuda
+    check_invariants(x, SynthesisOutput(*(t.cpu() for t in gpu)), fg)
+    assert torch.equal(gpu.label.cpu(), cpu.label)  # same draws from the CPU generator
+    cuda_gen = torch.Generator(device="cuda").manual_seed(2)
+    again = synth(x.cuda(), fg.cuda(), generator=cuda_gen)
+    check_invariants(x, SynthesisOutput(*(t.cpu() for t in again)), fg)
