@@ -9,7 +9,7 @@ STAMP := $(VENV)/.diffad-installed
 DEMO_OUT ?= runs/demo
 DEMO_MINUTES ?= 10
 
-.PHONY: setup test unit nbval book demo lab bench clean
+.PHONY: setup test unit nbval book demo lab bench clean reliability
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,31 @@ setup: $(STAMP)
 unit: setup
 	$(PY) -m pytest -q tests
 
-test: unit
+test: unit nbval book
+
+# The notebooks run under nbval with the venv's kernel (its bin/ first in PATH) and are compared
+# with their committed outputs; NB_THREADS=1 keeps them fast on a shared, loaded CPU.
+NB_THREADS ?= 1
+nbval: setup
+	PATH="$(abspath $(VENV))/bin:$$PATH" OMP_NUM_THREADS=$(NB_THREADS) $(PY) -m pytest -q --nbval --nbval-current-env \
+		--nbval-cell-timeout=300 --nbval-sanitize-with nbval_sanitize.cfg notebooks
+
+# The course as an mdBook: executed notebooks -> build/book_src (Markdown + PNG) -> book/ (HTML).
+book: setup
+	$(PY) tools/build_book.py
+
+# JupyterLab on the course notebooks, with the venv's kernel.
+lab: setup
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks
+
+# Rerun the fuzz / fault / determinism suites, recording their counts, and re-render the README table.
+RELIABILITY_TESTS := tests/test_fuzz_readers.py tests/test_fuzz_metrics.py tests/test_fuzz_cli.py tests/test_faults.py tests/test_determinism.py
+reliability: setup
+	rm -f tests/reliability_counts.json
+	DIFFAD_RELIABILITY_COUNTS=tests/reliability_counts.json $(PY) -m pytest -q $(RELIABILITY_TESTS) \
+		--deselect tests/test_faults.py::test_readme_reliability_table_is_rendered_from_the_committed_counts
+	$(PY) tools/reliability_table.py --write
+	$(PY) -m pytest -q tests/test_faults.py::test_readme_reliability_table_is_rendered_from_the_committed_counts
 
 demo: setup
 	$(VENV)/bin/diffad demo --out $(DEMO_OUT) --minutes $(DEMO_MINUTES)

@@ -33,6 +33,7 @@ from .model import DiffusionAD, ModelConfig
 __all__ = [
     "CheckpointError",
     "atomic_path",
+    "remove_stale_temporaries",
     "save_checkpoint",
     "load_checkpoint",
     "save_weights",
@@ -47,6 +48,22 @@ WEIGHTS_FORMAT = "diffad-weights-v1"
 
 class CheckpointError(ValueError):
     """A checkpoint or weights file that cannot be read or does not hold a DiffusionAD model."""
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temporaries(folder: PathLike) -> list[Path]:
+    """Delete the ``.<name>.*.tmp`` files an interrupted :func:`atomic_path` write left in ``folder``."""
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
 
 
 @contextlib.contextmanager
@@ -64,6 +81,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -127,9 +145,22 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     return payload
 
 
-def save_weights(path: PathLike, model: DiffusionAD, *, metadata: Optional[dict[str, str]] = None) -> Path:
-    """Atomically write the model's weights and config as safetensors (``*.safetensors``)."""
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+def save_weights(
+    path: PathLike,
+    model: DiffusionAD,
+    *,
+    metadata: Optional[dict[str, str]] = None,
+    dtype: Optional[torch.dtype] = None,
+) -> Path:
+    """Atomically write the model's weights and config as safetensors (``*.safetensors``).
+
+    ``dtype=torch.float16`` halves the file (floating tensors only; loading casts them back to the
+    model's float32 parameters).
+    """
+    tensors = {
+        k: (v.detach().cpu().to(dtype) if dtype is not None and v.is_floating_point() else v.detach().cpu()).contiguous()
+        for k, v in model.state_dict().items()
+    }
     meta = {"format": WEIGHTS_FORMAT, "model_config": json.dumps(model.config.to_dict())}
     meta.update(metadata or {})
     with atomic_path(path) as tmp:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import shutil
 import sys
@@ -38,7 +39,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 # ---------------------------------------------------------------- options from dataclass fields
-def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type, *, skip: Sequence[str] = (), title: str) -> None:
+def _add_dataclass_options(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    *,
+    skip: Sequence[str] = (),
+    title: str,
+    presets: Optional[dict[str, dict[str, Any]]] = None,
+) -> None:
     group = parser.add_argument_group(title)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -61,7 +69,12 @@ def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type, *, skip: 
         else:
             continue
         default = f.default if f.default is not dataclasses.MISSING else None
-        kw["help"] = f"(default: {default})"
+        by_preset = {name: values[f.name] for name, values in (presets or {}).items() if f.name in values}
+        if by_preset:
+            others = ", ".join(f"{name} {value}" for name, value in by_preset.items())
+            kw["help"] = f"(preset value: {others}; otherwise {default})"
+        else:
+            kw["help"] = f"(default: {default})"
         group.add_argument(flag, **kw)
 
 
@@ -98,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="run folder (checkpoint.pt, log.jsonl, model.safetensors)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_dataclass_options(p, TrainConfig, skip=("preset",), title="training settings")
+    _add_dataclass_options(p, TrainConfig, skip=("preset",), title="training settings", presets=TRAIN_PRESETS)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on a category's test split")
     data_args(p)
@@ -115,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="tiny", choices=sorted(TRAIN_PRESETS))
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--quiet", action="store_true")
-    _add_dataclass_options(p, TrainConfig, skip=("preset",), title="training settings")
+    _add_dataclass_options(p, TrainConfig, skip=("preset",), title="training settings", presets=TRAIN_PRESETS)
 
     p = sub.add_parser("demo", help="the main job: mini benchmark -> train -> evaluate -> table")
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
@@ -183,12 +196,15 @@ def _train_one(args: argparse.Namespace, category: str, out: Path, dataset_name:
     config = TrainConfig.from_preset(args.preset, **_overrides(args, TrainConfig))
     train = _open_split(args, category, "train", config.image_size)
     kind = _kind(args, category, dataset_name)
-    print(f"training {category} ({kind}, {len(train)} images, preset {args.preset}, {config.image_size} px) -> {out}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 talks
+        print(f"training {category} ({kind}, {len(train)} images, preset {args.preset}, {config.image_size} px) -> {out}")
     return fit(config, train, kind=kind, out_dir=out, resume=getattr(args, "resume", False), progress=not args.quiet)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     result = _train_one(args, args.category, args.out)
+    if os.environ.get("RANK", "0") != "0":
+        return 0
     print(f"done: {result.steps} steps in {result.seconds:.0f} s; weights {result.weights}")
     return 0
 

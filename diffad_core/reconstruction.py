@@ -116,13 +116,17 @@ def norm_guided_forward(
     tb = _as_steps(t_b, batch, x.device, "t_b")
     noise_s = _noise_like(x, noise_s, "noise_s", generator)
     noise_b = _noise_like(x, noise_b, "noise_b", generator)
-    x_ts = schedule.add_noise(x, noise_s, ts)
-    x_tb = schedule.add_noise(x, noise_b, tb)
+    # The schedule gets the int steps as given: it validates those on the host, whereas checking
+    # a device tensor's values would wait for the device (a host sync) at every call.
+    sched_s = t_s if isinstance(t_s, int) else ts
+    sched_b = t_b if isinstance(t_b, int) else tb
+    x_ts = schedule.add_noise(x, noise_s, sched_s)
+    x_tb = schedule.add_noise(x, noise_b, sched_b)
     eps_b = unet(x_tb, tb)
     eps_s = unet(x_ts, ts)
-    x0_big = schedule.predict_x0(x_tb, eps_b, tb).clamp(-1.0, 1.0)
-    x0_small = schedule.predict_x0(x_ts, eps_s, ts).clamp(-1.0, 1.0)
-    x0_guided = schedule.norm_guided_x0(x_ts, ts, eps_s, x0_big, w)
+    x0_big = schedule.predict_x0(x_tb, eps_b, sched_b).clamp(-1.0, 1.0)
+    x0_small = schedule.predict_x0(x_ts, eps_s, sched_s).clamp(-1.0, 1.0)
+    x0_guided = schedule.norm_guided_x0(x_ts, sched_s, eps_s, x0_big, w)
     return NormGuidedPass(x_ts, x_tb, noise_s, noise_b, eps_s, eps_b, x0_small, x0_big, x0_guided)
 
 

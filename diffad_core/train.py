@@ -35,13 +35,14 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .checkpoint import CheckpointError, atomic_path, load_checkpoint, save_checkpoint, save_weights
+from .checkpoint import CheckpointError, atomic_path, load_checkpoint, remove_stale_temporaries, save_checkpoint, save_weights
 from .losses import LossOutput, diffusionad_loss, sample_timesteps
 from .model import DiffusionAD
 
 __all__ = ["TrainConfig", "TRAIN_PRESETS", "fit", "FitResult", "TrainingError", "resolve_device"]
 
 Amp = Literal["auto", "bf16", "off"]
+_BUDGET_KEYS = ("steps", "epochs", "minutes")
 
 
 class TrainingError(RuntimeError):
@@ -104,6 +105,7 @@ class TrainConfig:
             "steps": self.steps is None or self.steps >= 0,
             "epochs": self.epochs is None or self.epochs > 0,
             "minutes": self.minutes is None or self.minutes > 0,
+            "seed": -(2**63) <= self.seed < 2**63 - 1,  # torch.manual_seed's range
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -118,7 +120,11 @@ class TrainConfig:
         """A named preset (:data:`TRAIN_PRESETS`) with ``overrides`` applied; unknown keys are refused."""
         if name not in TRAIN_PRESETS:
             raise ValueError(f"unknown training preset {name!r}; choose one of {sorted(TRAIN_PRESETS)}")
-        return cls.from_dict({**TRAIN_PRESETS[name], **overrides})
+        base = dict(TRAIN_PRESETS[name])
+        if any(overrides.get(k) is not None for k in _BUDGET_KEYS):  # an explicit budget replaces the preset's
+            for key in _BUDGET_KEYS:
+                base.pop(key, None)
+        return cls.from_dict({**base, **overrides})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
@@ -374,6 +380,7 @@ def fit(
 
     if out and rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)  # half-written files of a run killed during a write
         with atomic_path(out / "train_config.json") as tmp:
             tmp.write_text(json.dumps(config.to_dict(), indent=2))
         _trim_log(out / "log.jsonl", start_step)
@@ -389,7 +396,8 @@ def fit(
         if ckpt_path is None or rank != 0:
             return None
         if not _all_finite(model):
-            raise TrainingError(f"non-finite weights at step {step_done}; kept the last good checkpoint {ckpt_path}")
+            kept = f"kept the last good checkpoint {ckpt_path}" if ckpt_path.is_file() else "no checkpoint was written"
+            raise TrainingError(f"non-finite weights at step {step_done}; {kept}")
         return save_checkpoint(
             ckpt_path, model=model, optimizers={"unet": opt_unet, "seg": opt_seg}, schedulers=schedulers,
             step=step_done, train_config=config.to_dict(), rng=_rng_state(), extra={"seconds": seconds, "kind": kind},
@@ -436,7 +444,7 @@ def fit(
                 if not math.isfinite(record["loss"]):
                     raise TrainingError(
                         f"the loss became {record['loss']} at step {step}; training stopped"
-                        + (f" and the last good checkpoint {ckpt_path} was kept" if ckpt_path else "")
+                        + (f" and the last good checkpoint {ckpt_path} was kept" if ckpt_path and ckpt_path.is_file() else "")
                         + ". Lower the learning rates or check the input images"
                     )
                 history.append(record)

@@ -470,3 +470,39 @@ def _close(fig: Figure) -> None:
     if "matplotlib.pyplot" in sys.modules:
         sys.modules["matplotlib.pyplot"].close(fig)
     fig.clear()
+
+
+# --------------------------------------------------------------------------- course figures
+
+
+def plot_schedules(
+    schedules: Mapping[str, "object"],
+    *,
+    marks: Sequence[int] = (),
+) -> Figure:
+    """abar_t (left) and the noise level sqrt(1 - abar_t) (right) of named noise schedules vs t.
+
+    Args:
+        schedules: name -> :class:`diffad_core.NoiseSchedule` (e.g. {"linear": ..., "cosine": ...}).
+        marks: timesteps drawn as dotted vertical lines (e.g. the paper's t_s = 200, t_b = 400).
+
+    Returns:
+        Figure with 2 axes.
+    """
+    if not schedules:
+        raise ValueError("plot_schedules got no schedules; pass e.g. {'linear': NoiseSchedule()}")
+    fig = Figure(figsize=(9.0, 3.4), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    for name, sched in schedules.items():
+        abar = _numpy(sched.alphas_cumprod).astype(np.float64)  # type: ignore[attr-defined]
+        t = np.arange(abar.size)
+        left.plot(t, abar, lw=1.5, label=name)
+        right.plot(t, np.sqrt(1.0 - abar), lw=1.5, label=name)
+    for ax, title in ((left, "abar_t (share of the signal's variance)"), (right, "sqrt(1 - abar_t) (noise scale)")):
+        for m in marks:
+            ax.axvline(int(m), color="0.5", ls=":", lw=1)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("t")
+        ax.set_ylim(0, 1.02)
+        ax.legend(loc="center right")
+    return fig

@@ -101,3 +101,24 @@ def test_truncated_and_foreign_files(tmp_path, model):
     (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 20)
     with pytest.raises(CheckpointError, match="bad.safetensors"):
         load_model(tmp_path / "bad.safetensors")
+
+
+def test_half_precision_weights_load_into_float32(tmp_path, model):
+    save_weights(tmp_path / "h.safetensors", model, dtype=torch.float16)
+    loaded = load_model(tmp_path / "h.safetensors")
+    for k, v in model.state_dict().items():
+        got = loaded.state_dict()[k]
+        assert got.dtype == v.dtype
+        if v.is_floating_point():
+            assert torch.allclose(got, v, atol=1e-3, rtol=1e-3), k
+
+
+def test_stale_temporaries_are_removed_and_files_are_world_readable(tmp_path, model):
+    from diffad_core.checkpoint import remove_stale_temporaries
+
+    path = _save(tmp_path / "c.pt", model)
+    assert path.stat().st_mode & 0o044, "checkpoint is not readable by group/others"
+    (tmp_path / ".c.pt.abc123.tmp").write_bytes(b"half")
+    removed = remove_stale_temporaries(tmp_path)
+    assert [p.name for p in removed] == [".c.pt.abc123.tmp"]
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]

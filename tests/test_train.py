@@ -142,3 +142,9 @@ def test_distributed_training_with_gloo_keeps_ranks_equal(tmp_path):
     p1 = torch.load(tmp_path / "run" / "params_rank1.pt", weights_only=True)
     assert torch.equal(p0, p1)
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
+
+
+def test_explicit_budget_replaces_the_presets():
+    assert TrainConfig.from_preset("paper").epochs == 3000
+    cfg = TrainConfig.from_preset("paper", minutes=5.0)
+    assert cfg.epochs is None and cfg.minutes == 5.0

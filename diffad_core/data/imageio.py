@@ -112,12 +112,26 @@ def read_image_size(path: str | os.PathLike) -> tuple[int, int]:
     return height, width
 
 
+def _decode(path: Path, what: str) -> np.ndarray:
+    """Open ``path`` and convert it with :func:`_to_float`; pixel-value errors name the file."""
+    im = _open(path, what)
+    try:
+        return _to_float(im)
+    except ValueError as err:
+        raise DatasetError(f"{what} file {path} is unusable: {err}. Re-export it as an 8- or 16-bit PNG.") from None
+
+
 def _to_float(im: Image.Image) -> np.ndarray:
-    """Decoded PIL image -> float32 array in [0, 1], (H, W) or (H, W, C), alpha dropped."""
+    """Decoded PIL image -> float32 array in [0, 1], (H, W) or (H, W, C), alpha dropped.
+
+    Raises ValueError for float (``F``) images holding NaN (+-inf are clipped to 1 and 0)."""
     if im.mode in _SIXTEEN_BIT_MODES or im.mode == "I":
         return np.clip(np.asarray(im, dtype=np.float64) / 65535.0, 0.0, 1.0).astype(np.float32)
     if im.mode == "F":
-        return np.clip(np.asarray(im, dtype=np.float32), 0.0, 1.0)
+        arr = np.asarray(im, dtype=np.float32)
+        if np.isnan(arr).any():  # np.clip keeps NaN: it would reach the model as a pixel value
+            raise ValueError(f"{int(np.isnan(arr).sum())} of its {arr.size} float pixels are NaN")
+        return np.clip(arr, 0.0, 1.0)
     if im.mode in ("L", "1"):
         return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
     return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
@@ -130,7 +144,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     Raises :class:`DatasetError` (naming the file) when the file cannot be decoded.
     """
     path = Path(path)
-    arr = _to_float(_open(path, "Image"))
+    arr = _decode(path, "Image")
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
     return np.ascontiguousarray(arr)
@@ -144,7 +158,7 @@ def read_mask(path: str | os.PathLike, *, threshold: float = 0.0) -> np.ndarray:
     channel passes; palette masks are judged by their displayed colour.
     """
     path = Path(path)
-    arr = _to_float(_open(path, "Mask"))
+    arr = _decode(path, "Mask")
     if arr.ndim == 3:
         arr = arr.max(axis=2)
     return arr > threshold

@@ -1,0 +1,79 @@
+"""Shipped weights: small DiffusionAD models trained on the embedded mini benchmark.
+
+The package ships one model per mini-benchmark category it has weights for, so the notebooks and
+the demo can show a trained model without training one first:
+
+    model = load_pretrained("brick")          # DiffusionAD, eval mode, float32
+    out = model.predict(images)               # images (B, 3, 64, 64) in [0, 1]
+
+Each file was written by ``diffad train --preset tiny --image-size 64`` on the mini benchmark
+(:func:`diffad_core.make_mini_benchmark`) and stored with fp16 tensors to keep the package small;
+:func:`diffad_core.load_model` copies them into the model's float32 parameters. The file carries
+its own model config (preset "tiny", 64 x 64 images, T = 1000, linear schedule).
+
+These are teaching models: trained for minutes on a CPU-sized budget, they are far from the
+paper's figures and say nothing about real datasets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Union
+
+import os
+
+import torch
+
+from .checkpoint import load_model
+from .model import DiffusionAD
+
+__all__ = ["PRETRAINED", "WEIGHTS_DIR", "WEIGHTS_ENV", "pretrained_path", "load_pretrained"]
+
+#: Folder of the shipped ``*.safetensors`` files (inside the installed package).
+WEIGHTS_DIR: Path = Path(__file__).resolve().parent / "weights"
+#: Environment variable naming another folder to read the files of :data:`PRETRAINED` from
+#: (e.g. your own ``diffad train`` outputs, renamed), for every notebook at once.
+WEIGHTS_ENV: str = "DIFFAD_WEIGHTS_DIR"
+
+#: Mini-benchmark category -> weights file name in :data:`WEIGHTS_DIR`.
+PRETRAINED: dict[str, str] = {
+    "brick": "mini-brick.safetensors",
+    "nut": "mini-nut.safetensors",
+}
+
+
+def pretrained_path(category: str = "brick") -> Path:
+    """Path of the shipped weights for a mini-benchmark ``category`` (the file may be missing).
+
+    The folder is :data:`WEIGHTS_DIR`, or the one named by the environment variable
+    ``DIFFAD_WEIGHTS_DIR`` when it is set.
+
+    Raises:
+        ValueError: ``category`` has no shipped weights (the message lists those that do).
+    """
+    if category not in PRETRAINED:
+        raise ValueError(
+            f"no shipped weights for category {category!r}; choose one of {sorted(PRETRAINED)} "
+            "or train a model with diffad_core.fit / `diffad train`"
+        )
+    folder = Path(os.environ[WEIGHTS_ENV]) if os.environ.get(WEIGHTS_ENV) else WEIGHTS_DIR
+    return folder / PRETRAINED[category]
+
+
+def load_pretrained(category: str = "brick", device: Union[str, torch.device] = "cpu") -> DiffusionAD:
+    """Load the shipped model for ``category`` on ``device``, in eval mode with float32 parameters.
+
+    Raises:
+        ValueError: unknown category (see :data:`PRETRAINED`).
+        FileNotFoundError: the weights file is not there (an install without package data, or a
+            source checkout before the weights were added); the message says how to get a model.
+    """
+    path = pretrained_path(category)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the shipped weights {path} are missing. Reinstall the package with its data "
+            f"(pip install -e .), or train a model yourself: `diffad train --data <mini root> "
+            f"--category {category} --preset tiny --image-size 64 --out runs/{category}` and load "
+            f"runs/{category}/model.safetensors with diffad_core.load_model"
+        )
+    return load_model(path, map_location=device).float().eval()
