@@ -40,6 +40,7 @@ from .networks import (
     count_parameters,
 )
 from .perlin import perlin_mask, perlin_noise
+from .pretrained import PRETRAINED, load_pretrained, pretrained_path
 from .reconstruction import NormGuidedPass, Reconstruction, iterative_reconstruct, norm_guided_forward, reconstruct
 from .schedule import NoiseSchedule
 from .synthesis import AnomalySynthesizer, SynthesisConfig, SynthesisOutput
@@ -67,4 +68,6 @@ __all__ = [
     "TrainConfig", "TRAIN_PRESETS", "fit", "FitResult", "TrainingError", "save_checkpoint", "load_checkpoint",
     "save_weights", "load_model", "CheckpointError", "EvalConfig", "EvalResult", "Predictions", "evaluate",
     "predict_split", "summarize", "write_summary", "PAPER_RESULTS",
+    # shipped weights
+    "PRETRAINED", "load_pretrained", "pretrained_path",
 ]

@@ -38,7 +38,7 @@ Determinism: on CPU the same seed and settings give bit-identical weights, resum
 `metrics.json` numbers (tested). On a GPU, training and evaluation draw the same random numbers
 (every draw comes from seeded CPU generators or a seeded device generator), but cuDNN/cuBLAS
 choose kernels whose reductions (convolution backward, atomics in attention and in
-`index_add`-style ops, bf16 autocast) are not bit-reproducible: metrics agree to a few 1e-4,
+`index_add`-style ops, bf16 autocast) are not bit-reproducible: metrics can differ slightly (not measured here),
 not bit for bit, and a resumed GPU run is equivalent in distribution, not identical. For
 bit-exact GPU runs use `--amp off` and set `torch.use_deterministic_algorithms(True)` with
 `CUBLAS_WORKSPACE_CONFIG=:4096:8` (slower; not the default, not tested here)."""
