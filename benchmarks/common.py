@@ -25,10 +25,10 @@ except ModuleNotFoundError:  # run from a checkout without `pip install -e .`
 
 
 def pick_device(name: str) -> torch.device:
-    """"auto" -> CUDA when available, else CPU; any other torch device string as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """"auto" -> CUDA when available, else CPU (the library's own rule, :func:`resolve_device`)."""
+    from diffad_core.train import resolve_device
+
+    return resolve_device(name)
 
 
 def sync(device: torch.device) -> None:

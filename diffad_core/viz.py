@@ -18,7 +18,6 @@ map M (DESIGN section 1).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
@@ -446,18 +445,13 @@ def save_figure(fig: Figure, path: Union[str, os.PathLike], *, dpi: int = 100) -
     The format follows the file extension (.png, .pdf, .svg, ...). Parent folders are created.
     Returns the path written.
     """
+    from .checkpoint import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = path.suffix.lstrip(".").lower() or "png"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp.{fmt}", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format=fmt, dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=dpi)
     finally:
         _close(fig)
     return path
