@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
+# Passive OpenMP waiting: with torch's default spinning threads, a second busy process on a small
+# machine makes every step ~5x slower (README, Threads); passive waiting costs ~20 % when idle.
+export OMP_WAIT_POLICY ?= PASSIVE
 STAMP := $(VENV)/.diffad-installed
 DEMO_OUT ?= runs/demo
 DEMO_MINUTES ?= 10

@@ -18,6 +18,15 @@ device, so each interval holds exactly one finished step, the same for both runs
     python benchmarks/bench_train.py --quick      # CPU: tiny preset, 64 px, batch 4, < 1 min
     python benchmarks/bench_train.py              # GPU: paper preset, 256 px, batch 16
 
+Efficiency: ``step_gflop`` is the work of one fp32 step (forward + backward of the joint loss,
+counted by ``torch.utils.flop_counter.FlopCounterMode``: convolutions, matmuls, attention), and
+``fp32_gflop_s`` = step_gflop / fp32_step_s. On the CPU ``peak_gflop_s`` is an estimate, threads x
+clock (``/proc/cpuinfo``) x fp32 FLOP per cycle and core (``--flop-per-cycle``; default from the
+CPU flags: 64 with AVX-512 = two 512-bit FMA pipes, 32 with AVX2 + FMA, else 16), and
+``efficiency`` = fp32_gflop_s / peak_gflop_s. The clock is the nominal one, so turbo can push the
+ratio a little over what the estimate allows.
+On the CPU ``cpu_bf16_step_s`` also times ``amp="bf16"`` (fast with AVX512-BF16 / AMX).
+
 The last stdout line is one JSON object with the figures.
 """
 
@@ -46,6 +55,35 @@ def step_seconds(config: TrainConfig, images: torch.Tensor, warmup: int, device:
     return statistics.median(intervals), peak_memory_gb(device)
 
 
+def step_gflop(config: TrainConfig, images: torch.Tensor) -> float:
+    """GFLOP of one fp32 joint training step (forward + backward), counted on the CPU."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from diffad_core import AnomalySynthesizer, DiffusionAD, diffusionad_loss
+
+    model = DiffusionAD.from_preset(config.preset, image_size=config.image_size).train()
+    gen = torch.Generator().manual_seed(0)
+    batch = images[: config.batch_size]
+    syn = AnomalySynthesizer(kind="texture")(batch, generator=gen)
+    with FlopCounterMode(display=False) as counter:
+        out = diffusionad_loss(model.unet, model.segnet, model.schedule, syn.image, syn.mask, syn.label, generator=gen)
+        out.total.backward()
+    return counter.get_total_flops() / 1e9
+
+
+def cpu_peak_gflop_s(threads: int, flop_per_cycle: Optional[int]) -> tuple[Optional[float], Optional[int]]:
+    """(threads x clock (GHz, /proc/cpuinfo) x FLOP per cycle, the FLOP per cycle used); None if unknown."""
+    try:
+        lines = open("/proc/cpuinfo").read().splitlines()
+    except OSError:
+        return None, flop_per_cycle
+    mhz = [float(line.split(":")[1]) for line in lines if line.lower().startswith("cpu mhz")]
+    flags = next((line.split(":")[1].split() for line in lines if line.startswith("flags")), [])
+    if flop_per_cycle is None:
+        flop_per_cycle = 64 if "avx512f" in flags else 32 if {"avx2", "fma"} <= set(flags) else 16
+    return (round(threads * max(mhz) / 1000.0 * flop_per_cycle, 1) if mhz else None), flop_per_cycle
+
+
 def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny preset, 64 px, batch 4, 3 timed steps (CPU, < 1 min)")
@@ -60,6 +98,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser.add_argument("--grad-checkpointing", action="store_true", help="activation checkpointing in the fast run")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--flop-per-cycle", type=int, default=None, help="fp32 FLOP per cycle per core for the CPU peak (default: from the CPU flags)")
     args = parser.parse_args(argv)
 
     if args.threads:
@@ -82,6 +121,9 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
 
     fp32_s, fp32_mem = step_seconds(fp32_cfg, images, warmup, device)
     fast_s, fast_mem = step_seconds(fast_cfg, images, warmup, device)
+    bf16_s = step_seconds(TrainConfig(**common, amp="bf16"), images, warmup, device)[0] if device.type == "cpu" else None
+    gflop = step_gflop(fp32_cfg, images)
+    peak, per_cycle = cpu_peak_gflop_s(torch.get_num_threads(), args.flop_per_cycle) if device.type == "cpu" else (None, None)
 
     result: dict[str, Any] = {
         "benchmark": "train",
@@ -94,6 +136,13 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         "fp32_step_s": round(fp32_s, 4),
         "fast_step_s": round(fast_s, 4),
         "speedup": round(fp32_s / fast_s, 2),
+        "cpu_bf16_step_s": round(bf16_s, 4) if bf16_s is not None else None,
+        "threads": torch.get_num_threads() if device.type == "cpu" else None,
+        "step_gflop": round(gflop, 1),
+        "fp32_gflop_s": round(gflop / fp32_s, 1),
+        "peak_gflop_s": peak,
+        "peak_flop_per_cycle": per_cycle,
+        "efficiency": round(gflop / fp32_s / peak, 3) if peak else None,
         "peak_mem_gb": fast_mem,
         "fp32_peak_mem_gb": fp32_mem,
         "cpu_peak_rss_gb": process_peak_rss_gb() if device.type != "cuda" else None,

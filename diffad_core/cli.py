@@ -1,6 +1,6 @@
 """The ``diffad`` command (also ``python -m diffad_core``).
 
-Sub-commands: ``info``, ``mini``, ``train``, ``eval``, ``benchmark``, ``demo``. Training and
+Sub-commands: ``info``, ``mini``, ``pretrain``, ``train``, ``eval``, ``benchmark``, ``demo``. Training and
 evaluation options are generated from the fields of :class:`TrainConfig` and :class:`EvalConfig`,
 so the command line and the library share one table of defaults.
 
@@ -105,8 +105,23 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dataset", default="auto", choices=["auto", "mvtec", "visa", "dagm"], help="layout (default: auto)")
         p.add_argument("--kind", default=None, choices=["texture", "object"], help="category kind (default: from the known lists)")
 
+    def threads_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--threads", type=int, default=None, metavar="N",
+                       help="CPU threads for torch (default: all cores, with passive OpenMP waiting)")
+
+    p = sub.add_parser("pretrain", help="train a category-agnostic starting point on the offline corpus")
+    p.add_argument("--preset", default="tiny", choices=sorted(TRAIN_PRESETS), help="training preset (default: tiny)")
+    p.add_argument("--out", required=True, type=Path, help="run folder (checkpoint.pt, log.jsonl, model.safetensors)")
+    p.add_argument("--images", type=int, default=6000, help="corpus size (random views; default: 6000)")
+    p.add_argument("--corpus-seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    threads_arg(p)
+    _add_dataclass_options(p, TrainConfig, skip=("preset", "init"), title="training settings", presets=TRAIN_PRESETS)
+
     p = sub.add_parser("train", help="train on one category")
     data_args(p)
+    threads_arg(p)
     p.add_argument("--preset", default="tiny", choices=sorted(TRAIN_PRESETS), help="training preset (default: tiny)")
     p.add_argument("--out", required=True, type=Path, help="run folder (checkpoint.pt, log.jsonl, model.safetensors)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
@@ -117,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_args(p)
     p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint.pt or model.safetensors")
     p.add_argument("--out", required=True, type=Path, help="report folder")
+    threads_arg(p)
     _add_dataclass_options(p, EvalConfig, title="evaluation settings")
 
     p = sub.add_parser("benchmark", help="train and evaluate every category of a dataset; paper-style table")
@@ -128,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="tiny", choices=sorted(TRAIN_PRESETS))
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--quiet", action="store_true")
+    threads_arg(p)
     _add_dataclass_options(p, TrainConfig, skip=("preset",), title="training settings", presets=TRAIN_PRESETS)
 
     p = sub.add_parser("demo", help="the main job: mini benchmark -> train -> evaluate -> table")
@@ -136,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="tiny", choices=sorted(TRAIN_PRESETS))
     p.add_argument("--categories", nargs="+", default=None)
     p.add_argument("--device", default="auto")
+    p.add_argument("--init", default=None, help="scratch | pretrained | PATH (default: the preset's, tiny: pretrained)")
     p.add_argument("--quiet", action="store_true")
+    threads_arg(p)
     return parser
 
 
@@ -191,14 +210,30 @@ def _kind(args: argparse.Namespace, category: str, dataset: Optional[str] = None
 
 
 def _train_one(args: argparse.Namespace, category: str, out: Path, dataset_name: Optional[str] = None):
-    from .train import TrainConfig, fit
+    from .train import TrainConfig, describe_init, fit, set_threads
 
     config = TrainConfig.from_preset(args.preset, **_overrides(args, TrainConfig))
     train = _open_split(args, category, "train", config.image_size)
     kind = _kind(args, category, dataset_name)
+    threads = set_threads(getattr(args, "threads", None))
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 talks
-        print(f"training {category} ({kind}, {len(train)} images, preset {args.preset}, {config.image_size} px) -> {out}")
+        print(f"training {category} ({kind}, {len(train)} images, preset {args.preset}, {config.image_size} px, "
+              f"init: {describe_init(config)}, {threads} CPU thread(s)) -> {out}")
     return fit(config, train, kind=kind, out_dir=out, resume=getattr(args, "resume", False), progress=not args.quiet)
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from .pretraining import pretrain
+    from .train import TrainConfig, set_threads
+
+    config = TrainConfig.from_preset(args.preset, **{**_overrides(args, TrainConfig), "init": "scratch"})
+    threads = set_threads(args.threads)
+    print(f"pretraining preset {args.preset} at {config.image_size} px on {args.images} corpus images "
+          f"({threads} CPU thread(s)) -> {args.out}")
+    result = pretrain(config, num_images=args.images, corpus_seed=args.corpus_seed, out_dir=args.out,
+                      resume=args.resume, progress=not args.quiet)
+    print(f"done: {result.steps} steps in {result.seconds:.0f} s; weights {result.weights}")
+    return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -221,7 +256,9 @@ def _evaluate_one(args: argparse.Namespace, checkpoint: Path, category: str, out
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import EvalConfig, summarize
+    from .train import set_threads
 
+    set_threads(args.threads)
     result = _evaluate_one(args, args.checkpoint, args.category, args.out, _overrides(args, EvalConfig))
     print(summarize([result], None))
     print(f"report written to {args.out}")
@@ -242,6 +279,9 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     from .data import DATASET_CATEGORIES
     from .evaluate import PAPER_RESULTS, summarize, write_summary
 
+    from .train import set_threads
+
+    set_threads(args.threads)
     i, n = _parse_shard(args.shard)
     known = list(DATASET_CATEGORIES[args.dataset])
     categories = args.categories or known
@@ -275,8 +315,11 @@ def _find_checkpoint(folder: Path) -> Path:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .data import MINI_CATEGORIES, make_mini_benchmark
     from .evaluate import summarize, write_summary
+    from .pretrained import PRETRAINED, pretrained_path
 
     categories = args.categories or list(MINI_CATEGORIES)
     unknown = [c for c in categories if c not in MINI_CATEGORIES]
@@ -289,7 +332,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(f"mini benchmark written to {data} in {time.perf_counter() - t0:.1f} s")
     per_category = args.minutes / len(categories)
     ns = argparse.Namespace(data=data, dataset="auto", kind=None, preset=args.preset, quiet=args.quiet,
-                            minutes=per_category, device=args.device, resume=False)
+                            minutes=per_category, device=args.device, resume=False, threads=args.threads)
+    if args.init is not None:
+        ns.init = args.init
     results = []
     for category in categories:
         run = args.out / "runs" / category
@@ -300,6 +345,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     table = summarize(results, None)
     write_summary(args.out, results, table, name="demo")
     print(table)
+    shipped = [c for c in categories if c in PRETRAINED and pretrained_path(c).is_file()]
+    if shipped:  # the same test sets through the fully trained models that ship with the package
+        ref = [_evaluate_one(ns, pretrained_path(c), c, args.out / "runs" / c / "eval-shipped", {"device": args.device})
+               for c in shipped]
+        ref_table = summarize(ref, None)
+        write_summary(args.out, ref, ref_table, name="demo_shipped")
+        print("shipped fully trained models (diffad_core.load_pretrained) on the same test images:")
+        print(ref_table)
+        mine = [r for r in results if r.category in shipped]
+        for key, label in (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"), ("aupro", "AUPRO")):
+            a = float(np.nanmean([r.metrics[key] for r in mine]))
+            b = float(np.nanmean([r.metrics[key] for r in ref]))
+            print(f"mean {label}: demo {100 * a:.1f} vs shipped {100 * b:.1f} ({100 * (a - b):+.1f} points)")
     print(f"report: {args.out / 'demo.md'}")
     return 0
 
@@ -307,6 +365,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 COMMANDS = {
     "info": _cmd_info,
     "mini": _cmd_mini,
+    "pretrain": _cmd_pretrain,
     "train": _cmd_train,
     "eval": _cmd_eval,
     "benchmark": _cmd_benchmark,

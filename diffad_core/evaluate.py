@@ -61,6 +61,7 @@ __all__ = [
     "summarize",
     "write_summary",
     "compute_metrics",
+    "reconstruction_psnr",
     "write_report",
     "figure_indices",
 ]
@@ -396,6 +397,33 @@ def predict_split(model: _Predictor, data: Any, config: Optional[EvalConfig] = N
 
 
 # --------------------------------------------------------------------------- metrics
+
+
+def reconstruction_psnr(model: Any, data: Any, config: Optional[EvalConfig] = None) -> float:
+    """Mean PSNR (dB) of the norm-guided reconstruction x0_g against the input, over the *normal*
+    images of a split (how well eps_theta reproduces what it should leave unchanged).
+
+    Same inference settings and noise seed as :func:`predict_split`.
+    """
+    from .metrics import psnr
+
+    config = config or EvalConfig()
+    split = _as_split(data)
+    normal = (split.labels == 0).nonzero().squeeze(1)
+    if normal.numel() == 0:
+        raise ValueError("reconstruction_psnr needs at least one normal image in the split")
+    from .train import resolve_device
+
+    device = resolve_device(config.device)
+    model = model.eval().to(device)
+    gen = torch.Generator(device="cpu").manual_seed(config.seed)
+    values = []
+    with torch.no_grad():
+        for start in range(0, normal.numel(), config.batch_size):
+            x = _to_unit_float(split.images[normal[start:start + config.batch_size]]).to(device)
+            out = model.predict(x, t_s=config.t_s, t_b=config.t_b, w=config.w, top_k=config.top_k, generator=gen)
+            values.append(psnr(out.reconstruction.cpu().numpy(), x.cpu().numpy()))
+    return float(np.mean(np.concatenate(values)))
 
 
 def _both(y: np.ndarray) -> bool:

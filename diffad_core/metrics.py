@@ -50,6 +50,7 @@ from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
 __all__ = [
     "ProCurve",
+    "psnr",
     "aupro",
     "compute_all",
     "f1_max",
@@ -520,3 +521,18 @@ def compute_all(
         aupro=_trapezoid(curve.pro, curve.fpr) / limit,
     )
     return out
+
+
+def psnr(estimate: ArrayLike, reference: ArrayLike, data_range: float = 1.0) -> np.ndarray:
+    """Peak signal-to-noise ratio per image, 10 log10(R^2 / MSE) in dB, of (N, ...) arrays.
+
+    ``data_range`` R is the span of valid pixel values (1 for images in [0, 1]); identical
+    images give +inf.
+    """
+    a = np.asarray(estimate, dtype=np.float64)
+    b = np.asarray(reference, dtype=np.float64)
+    if a.shape != b.shape or a.ndim < 2:
+        raise ValueError(f"psnr needs two arrays of the same shape (N, ...), got {a.shape} and {b.shape}")
+    mse = ((a - b) ** 2).reshape(a.shape[0], -1).mean(axis=1)
+    with np.errstate(divide="ignore"):
+        return 10.0 * np.log10(data_range**2 / mse)

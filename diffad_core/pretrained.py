@@ -27,7 +27,8 @@ import torch
 from .checkpoint import load_model
 from .model import DiffusionAD
 
-__all__ = ["PRETRAINED", "WEIGHTS_DIR", "WEIGHTS_ENV", "pretrained_path", "load_pretrained"]
+__all__ = ["PRETRAINED", "PRETRAINED_STARTS", "WEIGHTS_DIR", "WEIGHTS_ENV", "pretrained_path", "load_pretrained",
+           "pretrained_start"]
 
 #: Folder of the shipped ``*.safetensors`` files (inside the installed package).
 WEIGHTS_DIR: Path = Path(__file__).resolve().parent / "weights"
@@ -38,8 +39,36 @@ WEIGHTS_ENV: str = "DIFFAD_WEIGHTS_DIR"
 #: Mini-benchmark category -> weights file name in :data:`WEIGHTS_DIR`.
 PRETRAINED: dict[str, str] = {
     "brick": "mini-brick.safetensors",
+    "gravel": "mini-gravel.safetensors",
     "nut": "mini-nut.safetensors",
+    "pill": "mini-pill.safetensors",
 }
+
+
+#: (preset, image size) -> file of the category-agnostic starting point that ``fit`` uses with
+#: ``init="pretrained"`` (written by :func:`diffad_core.pretrain` / ``diffad pretrain``).
+PRETRAINED_STARTS: dict[tuple[str, int], str] = {
+    ("tiny", 64): "pretrained-tiny-64.safetensors",
+}
+
+
+def pretrained_start(preset: str, image_size: int) -> Path:
+    """The shipped pretrained starting point for ``preset`` closest to ``image_size``.
+
+    The networks are fully convolutional, so weights pretrained at 64 px are a valid (if not
+    ideal) start at 128 px; the one trained at the nearest size is taken.
+
+    Raises:
+        ValueError: the preset has no shipped starting point (use ``init="scratch"`` or a file).
+    """
+    sizes = sorted((abs(size - image_size), size) for name, size in PRETRAINED_STARTS if name == preset)
+    if not sizes:
+        raise ValueError(
+            f"no pretrained starting point ships for preset {preset!r} (only for "
+            f"{sorted({name for name, _ in PRETRAINED_STARTS})}); use --init scratch or --init PATH"
+        )
+    folder = WEIGHTS_DIR
+    return folder / PRETRAINED_STARTS[(preset, sizes[0][1])]
 
 
 def pretrained_path(category: str = "brick") -> Path:

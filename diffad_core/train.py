@@ -39,7 +39,8 @@ from .checkpoint import CheckpointError, atomic_path, load_checkpoint, remove_st
 from .losses import LossOutput, diffusionad_loss, sample_timesteps
 from .model import DiffusionAD
 
-__all__ = ["TrainConfig", "TRAIN_PRESETS", "fit", "FitResult", "TrainingError", "resolve_device"]
+__all__ = ["TrainConfig", "TRAIN_PRESETS", "fit", "FitResult", "TrainingError", "resolve_device", "initial_model",
+           "describe_init", "set_threads"]
 
 Amp = Literal["auto", "bf16", "off"]
 _BUDGET_KEYS = ("steps", "epochs", "minutes")
@@ -64,6 +65,9 @@ class TrainConfig:
     num_train_timesteps: int = 1000
     beta_schedule: Literal["linear", "cosine"] = "linear"
     pixel_range: Literal["unit", "symmetric"] = "unit"
+    # start: "scratch" (seeded random weights, as released), "pretrained" (the shipped starting
+    # point of this preset, see diffad_core.pretrained) or the path of a model file to start from
+    init: str = "scratch"
     # recipe
     batch_size: int = 16
     lr_unet: float = 1e-4
@@ -107,6 +111,7 @@ class TrainConfig:
             "minutes": self.minutes is None or self.minutes > 0,
             "seed": -(2**63) <= self.seed < 2**63 - 1,  # torch.manual_seed's range
         }
+        checks["init"] = isinstance(self.init, str) and bool(self.init)
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"invalid training setting(s): " + ", ".join(f"{n}={getattr(self, n)!r}" for n in bad))
@@ -138,13 +143,17 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-#: Named presets. "paper" is the released recipe; "small" and "tiny" are CPU-sized versions for
-#: the notebooks, the demo and tests. The small ones raise the SegNet learning rate because a run of
-#: a few thousand steps is too short for 1e-5 (documented in the README).
+#: Named presets. "paper" is the released recipe (from scratch, 3000 epochs); "small" and "tiny"
+#: are CPU-sized versions for the notebooks, the demo and tests. The small ones raise the SegNet
+#: learning rate because a run of a few thousand steps is too short for 1e-5, and "tiny" starts from
+#: the shipped pretrained weights (a departure from the release, which trains every category from
+#: scratch: a CPU cannot pay for that; see diffad_core.pretraining). "small" has no shipped
+#: starting point yet, so it starts from scratch unless ``init`` names a file.
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(preset="paper", image_size=256, batch_size=16, lr_unet=1e-4, lr_seg=1e-5, epochs=3000),
     "small": dict(preset="small", image_size=128, batch_size=16, lr_unet=2e-4, lr_seg=1e-3, checkpoint_every=200),
-    "tiny": dict(preset="tiny", image_size=64, batch_size=16, lr_unet=5e-4, lr_seg=1e-3, checkpoint_every=100),
+    "tiny": dict(preset="tiny", image_size=64, batch_size=16, lr_unet=5e-4, lr_seg=1e-3, checkpoint_every=100,
+                 init="pretrained"),
 }
 
 
@@ -172,6 +181,20 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu")
     return device
+
+
+def set_threads(threads: Optional[int] = None) -> int:
+    """Set torch's intra-op thread count and return it; None keeps torch's default (all cores).
+
+    On a small machine shared with another busy process, spinning OpenMP threads are what make
+    several threads slow; ``diffad_core`` sets ``OMP_WAIT_POLICY=PASSIVE`` (when torch is imported
+    after it), and with that the default is never slower than one thread (README, Threads).
+    """
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads={threads} must be >= 1")
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
 
 
 def _seed(*parts: int) -> int:
@@ -333,13 +356,7 @@ def fit(
         elapsed_before = float(state["extra"].get("seconds", 0.0))
 
     if model is None:
-        recon_over = {"use_checkpoint": True} if config.grad_checkpointing else {}
-        with torch.random.fork_rng(devices=[]):  # the initial weights depend on the seed only
-            torch.manual_seed(config.seed)
-            model = DiffusionAD.from_preset(
-                config.preset, image_size=config.image_size, num_train_timesteps=config.num_train_timesteps,
-                beta_schedule=config.beta_schedule, pixel_range=config.pixel_range, recon_overrides=recon_over,
-            )
+        model = initial_model(config)
     if state is not None:
         model.load_state_dict(state["model"])
     model = model.to(device).train()
@@ -471,6 +488,50 @@ def fit(
     if world > 1:
         dist.barrier()  # the other ranks wait until rank 0 has written the final files
     return result
+
+
+def initial_model(config: TrainConfig) -> DiffusionAD:
+    """The model training starts from: seeded random weights, or ``config.init``'s weights.
+
+    ``init="pretrained"`` takes the shipped starting point of ``config.preset``
+    (:func:`diffad_core.pretrained.pretrained_start`); a path takes that model file. Either must
+    have the preset's architecture; the weights are loaded into a model built at
+    ``config.image_size`` (the networks are fully convolutional, so 64 px weights serve 128 px).
+    """
+    recon_over = {"use_checkpoint": True} if config.grad_checkpointing else {}
+    with torch.random.fork_rng(devices=[]):  # the initial weights depend on the seed only
+        torch.manual_seed(config.seed)
+        model = DiffusionAD.from_preset(
+            config.preset, image_size=config.image_size, num_train_timesteps=config.num_train_timesteps,
+            beta_schedule=config.beta_schedule, pixel_range=config.pixel_range, recon_overrides=recon_over,
+        )
+    if config.init == "scratch":
+        return model
+    from .checkpoint import load_model
+    from .pretrained import pretrained_start
+
+    path = pretrained_start(config.preset, config.image_size) if config.init == "pretrained" else Path(config.init)
+    if not path.is_file():
+        raise ValueError(f"init={config.init!r}: {path} is not a file; use scratch, pretrained or a model file")
+    source = load_model(path)
+    if source.config.pixel_range != config.pixel_range or source.schedule.num_train_timesteps != config.num_train_timesteps:
+        raise ValueError(f"init model {path} was trained with pixel_range={source.config.pixel_range!r}, "
+                         f"T={source.schedule.num_train_timesteps}; this run has {config.pixel_range!r}, T={config.num_train_timesteps}")
+    try:
+        model.load_state_dict(source.state_dict())
+    except RuntimeError:
+        raise ValueError(f"init model {path} (preset {source.config.preset!r}) does not fit preset "
+                         f"{config.preset!r}; pick a file trained with --preset {config.preset} or --init scratch") from None
+    return model
+
+
+def describe_init(config: TrainConfig) -> str:
+    """One phrase for the training log: where the weights start from."""
+    if config.init == "pretrained":
+        from .pretrained import pretrained_start
+
+        return f"pretrained start {pretrained_start(config.preset, config.image_size).name}"
+    return "scratch" if config.init == "scratch" else f"weights of {config.init}"
 
 
 def _training_tensors(train: Any, load_tensors: Callable, split_type: type) -> tuple[Tensor, Optional[Tensor]]:

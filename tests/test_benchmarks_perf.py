@@ -67,3 +67,8 @@ def test_bench_train_quick_prints_json_line() -> None:
     assert result["peak_mem_gb"] is None and result["fp32_peak_mem_gb"] is None
     assert _positive(result["cpu_peak_rss_gb"])
     assert result["fast_compile"] is False
+    # Efficiency: counted FLOPs over measured time, beside the CPU peak estimate.
+    assert result["step_gflop"] > 1 and result["threads"] == 1 and _positive(result["cpu_bf16_step_s"])
+    assert result["fp32_gflop_s"] == pytest.approx(result["step_gflop"] / result["fp32_step_s"], rel=0.02)
+    if result["peak_gflop_s"] is not None:
+        assert result["efficiency"] == pytest.approx(result["fp32_gflop_s"] / result["peak_gflop_s"], rel=0.02)

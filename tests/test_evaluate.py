@@ -318,3 +318,23 @@ def test_write_summary_files(tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "demo.json").read_text())
     assert [r["category"] for r in saved] == ["bottle", "cable"]
     assert saved[1]["metrics"]["aupro"] is None
+
+
+def test_reconstruction_psnr_is_the_mean_over_the_normal_images_only():
+    from types import SimpleNamespace
+
+    from diffad_core import DiffusionAD
+    from diffad_core.evaluate import EvalConfig, reconstruction_psnr
+    from diffad_core.metrics import psnr
+
+    torch.manual_seed(0)
+    model = DiffusionAD.from_preset("tiny", image_size=32).eval()
+    images = torch.rand(5, 3, 32, 32)
+    labels = torch.tensor([0, 1, 0, 1, 0])
+    split = SimpleNamespace(images=images, masks=torch.zeros(5, 32, 32, dtype=torch.uint8), labels=labels)
+    value = reconstruction_psnr(model, split, EvalConfig(device="cpu"))
+    normal = images[labels == 0]
+    out = model.predict(normal, generator=torch.Generator().manual_seed(0))
+    assert value == pytest.approx(float(psnr(out.reconstruction.numpy(), normal.numpy()).mean()), rel=1e-6)
+    with pytest.raises(ValueError, match="normal image"):
+        reconstruction_psnr(model, SimpleNamespace(images=images[:2], masks=split.masks[:2], labels=torch.ones(2)), EvalConfig(device="cpu"))

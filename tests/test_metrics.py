@@ -374,3 +374,16 @@ def test_compute_all_input_errors():
         compute_all(scores, labels, maps)
     with pytest.raises(ValueError, match="5 image scores but 4 anomaly maps"):
         compute_all(np.append(scores, 0.5), np.append(labels, True), maps, masks)
+
+
+def test_psnr_by_hand():
+    from diffad_core.metrics import psnr
+
+    ref = np.zeros((2, 3, 4, 4))
+    est = ref.copy()
+    est[0] += 0.1  # MSE 0.01 -> 20 dB
+    est[1, 0, 0, 0] = 1.0  # MSE 1/48 -> 10 log10(48)
+    np.testing.assert_allclose(psnr(est, ref), [20.0, 10 * np.log10(48)])
+    assert np.isinf(psnr(ref, ref)).all()
+    with pytest.raises(ValueError, match="same shape"):
+        psnr(ref, ref[:1])

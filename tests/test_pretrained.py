@@ -21,7 +21,7 @@ def _fp16_weights(path, seed: int = 0) -> DiffusionAD:
 
 def test_every_category_names_a_safetensors_file_under_the_weights_dir(monkeypatch):
     monkeypatch.delenv(pretrained.WEIGHTS_ENV, raising=False)
-    assert set(PRETRAINED) == {"brick", "nut"}
+    assert set(PRETRAINED) == {"brick", "gravel", "nut", "pill"}
     for cat, name in PRETRAINED.items():
         assert pretrained_path(cat) == pretrained.WEIGHTS_DIR / name and name.endswith(".safetensors")
 
