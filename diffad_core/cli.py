@@ -255,12 +255,14 @@ def _evaluate_one(args: argparse.Namespace, checkpoint: Path, category: str, out
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import EvalConfig, summarize
+    from .evaluate import EvalConfig, per_defect_table, summarize
     from .train import set_threads
 
     set_threads(args.threads)
     result = _evaluate_one(args, args.checkpoint, args.category, args.out, _overrides(args, EvalConfig))
     print(summarize([result], None))
+    if result.per_defect:
+        print(per_defect_table(result))
     print(f"report written to {args.out}")
     return 0
 

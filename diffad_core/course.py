@@ -236,8 +236,9 @@ def course_model(
     callback: Optional[Callable[[dict], None]] = None,
 ) -> torch.nn.Module:
     """The model a notebook uses: the shipped weights (:func:`diffad_core.pretrained.load_pretrained`),
-    or, with ``retrain=True``, a fresh "tiny" 64 x 64 model trained for ``steps`` steps on the
-    mini benchmark (generated in a temporary folder; minutes on a CPU per 100 steps).
+    or, with ``retrain=True``, a "tiny" 64 x 64 model adapted from the shipped pretrained start
+    (``init="pretrained"``) for ``steps`` steps on the mini benchmark's training images (generated
+    in a temporary folder; about two minutes on a CPU per 100 steps).
     """
     from .pretrained import load_pretrained
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -62,6 +63,7 @@ __all__ = [
     "write_summary",
     "compute_metrics",
     "reconstruction_psnr",
+    "per_defect_metrics",
     "write_report",
     "figure_indices",
 ]
@@ -213,12 +215,15 @@ class EvalResult:
             ``n_images``, ``n_anomalous`` and ``images_per_second``.
         predictions: the :class:`Predictions` the metrics were computed from.
         warnings: why some metrics are NaN (empty when all are defined).
+        per_defect: defect type -> the :data:`METRIC_KEYS` on the normal images plus the images
+            of that type only (:func:`per_defect_metrics`); empty with fewer than two types.
     """
 
     category: Optional[str]
     metrics: dict[str, float]
     predictions: Predictions
     warnings: list[str] = field(default_factory=list)
+    per_defect: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- inference
@@ -468,6 +473,23 @@ def compute_metrics(pred: Predictions) -> tuple[dict[str, float], list[str]]:
     return out, notes
 
 
+def per_defect_metrics(pred: Predictions) -> dict[str, dict[str, float]]:
+    """Metrics per defect type: each type's images against all normal test images (MVTec-style
+    per-defect breakdown). Types are the ``defects`` names other than "good"; NaN where undefined."""
+    defects = np.asarray(pred.defects)
+    good = defects == "good"
+    out: dict[str, dict[str, float]] = {}
+    for name in sorted(set(defects.tolist()) - {"good"}):
+        keep = np.flatnonzero(good | (defects == name))
+        part = dataclasses.replace(
+            pred, scores=pred.scores[keep], labels=pred.labels[keep], maps=pred.maps[keep], masks=pred.masks[keep],
+            paths=[pred.paths[i] for i in keep], defects=[pred.defects[i] for i in keep],
+        )
+        values, _ = compute_metrics(part)
+        out[name] = {k: float(values[k]) for k in METRIC_KEYS} | {"n_images": int((defects == name).sum())}
+    return out
+
+
 # --------------------------------------------------------------------------- writing
 
 
@@ -507,9 +529,20 @@ def _metrics_markdown(result: EvalResult) -> str:
         "|---|---:|",
     ]
     lines += [f"| {_LABELS[k]} | {_pct(m[k])} |" for k in METRIC_KEYS]
+    if result.per_defect:
+        lines += ["", "Per defect type (its images against all normal test images):", "", per_defect_table(result)]
     if result.warnings:
         lines += ["", "Warnings:", ""] + [f"- {w}" for w in result.warnings]
     return "\n".join(lines) + "\n"
+
+
+def per_defect_table(result: EvalResult) -> str:
+    """A Markdown table of ``result.per_defect``: images, image AUROC, pixel AUROC, AUPRO (in %)."""
+    keys = ("image_auroc", "pixel_auroc", "aupro")
+    lines = ["| defect | images | " + " | ".join(_LABELS[k] for k in keys) + " |", "|---|---:|" + "---:|" * len(keys)]
+    lines += [f"| {name} | {row['n_images']} | " + " | ".join(_pct(row[k]) for k in keys) + " |"
+              for name, row in result.per_defect.items()]
+    return "\n".join(lines)
 
 
 def _scores_csv(pred: Predictions) -> str:
@@ -549,6 +582,7 @@ def write_report(result: EvalResult, out_dir: Union[str, os.PathLike], config: O
         "category": result.category,
         "metrics": result.metrics,
         "warnings": result.warnings,
+        "per_defect": result.per_defect,
         "seconds": pred.seconds,
         "config": config.to_dict() if config is not None else None,
     }
@@ -595,7 +629,9 @@ def evaluate(
         n_anomalous=int(np.count_nonzero(pred.labels)),
         images_per_second=pred.images_per_second,
     )
-    result = EvalResult(category=category, metrics=metrics, predictions=pred, warnings=notes)
+    kinds = set(pred.defects) - {"good"}
+    result = EvalResult(category=category, metrics=metrics, predictions=pred, warnings=notes,
+                        per_defect=per_defect_metrics(pred) if len(kinds) > 1 else {})
     if out_dir is not None:
         write_report(result, out_dir, config)
     return result

@@ -41,6 +41,27 @@ def test_train_then_eval(tiny_mvtec, tmp_path, capsys):
     assert 0.0 <= metrics["metrics"]["image_auroc"] <= 1.0 if "metrics" in metrics else 0.0 <= metrics["image_auroc"] <= 1.0
     out = capsys.readouterr().out
     assert "image_auroc" in out.lower() or "image auroc" in out.lower()
+    # the training log says where the weights start from and how many CPU threads ran
+    assert "init: pretrained start pretrained-tiny-64.safetensors" in out and "CPU thread(s)" in out
+
+
+def test_train_init_and_threads_flags(tiny_mvtec, tmp_path, capsys):
+    code = main(["train", "--data", str(tiny_mvtec), "--category", "widget", "--preset", "tiny", "--image-size", "32",
+                 "--steps", "1", "--batch-size", "2", "--device", "cpu", "--out", str(tmp_path / "a"), "--quiet",
+                 "--init", "scratch", "--threads", "1"])
+    assert code == 0
+    assert "init: scratch, 1 CPU thread(s)" in capsys.readouterr().out
+    code = main(["train", "--data", str(tiny_mvtec), "--category", "widget", "--preset", "tiny", "--image-size", "32",
+                 "--steps", "1", "--batch-size", "2", "--device", "cpu", "--out", str(tmp_path / "b"), "--quiet",
+                 "--init", str(tmp_path / "a" / "model.safetensors")])
+    assert code == 0 and "init: weights of" in capsys.readouterr().out
+
+
+def test_pretrain_command_writes_a_run(tmp_path, capsys):
+    code = main(["pretrain", "--out", str(tmp_path / "pre"), "--images", "8", "--image-size", "32", "--batch-size", "2",
+                 "--steps", "1", "--device", "cpu", "--quiet", "--threads", "1"])
+    assert code == 0 and (tmp_path / "pre" / "model.safetensors").is_file()
+    assert "8 corpus images" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -52,6 +73,8 @@ def test_train_then_eval(tiny_mvtec, tmp_path, capsys):
         (["train", "--data", "DATA", "--category", "widget", "--out", "OUT", "--amp", "fp8"], "--amp"),
         (["train", "--data", "DATA", "--category", "widget", "--out", "OUT", "--resume"], "checkpoint"),
         (["train", "--data", "DATA", "--category", "widget", "--out", "OUT", "--batch-size", "0"], "batch_size"),
+        (["train", "--data", "DATA", "--category", "widget", "--out", "OUT", "--init", "/nonexistent/w.safetensors"], "/nonexistent/w"),
+        (["train", "--data", "DATA", "--category", "widget", "--out", "OUT", "--preset", "small", "--init", "pretrained"], "no pretrained"),
         (["eval", "--checkpoint", "CKPT", "--data", "DATA", "--category", "widget", "--out", "OUT"], "CKPT"),
         (["benchmark", "--data", "DATA", "--dataset", "mvtec", "--categories", "nosuch", "--out", "OUT"], "nosuch"),
         (["benchmark", "--data", "DATA", "--dataset", "mini", "--shard", "3/2", "--out", "OUT"], "shard"),

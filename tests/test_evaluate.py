@@ -338,3 +338,23 @@ def test_reconstruction_psnr_is_the_mean_over_the_normal_images_only():
     assert value == pytest.approx(float(psnr(out.reconstruction.numpy(), normal.numpy()).mean()), rel=1e-6)
     with pytest.raises(ValueError, match="normal image"):
         reconstruction_psnr(model, SimpleNamespace(images=images[:2], masks=split.masks[:2], labels=torch.ones(2)), EvalConfig(device="cpu"))
+
+
+def test_per_defect_metrics_compare_each_type_with_all_normal_images():
+    from sklearn.metrics import roc_auc_score
+
+    from diffad_core.evaluate import Predictions, per_defect_metrics
+
+    rng = np.random.default_rng(0)
+    defects = ["good"] * 4 + ["crack"] * 3 + ["hole"] * 3
+    labels = np.array([0 if d == "good" else 1 for d in defects])
+    scores = rng.random(10).astype(np.float32)
+    masks = np.zeros((10, 8, 8), np.uint8)
+    masks[4:, 2:5, 2:5] = 1
+    maps = (rng.random((10, 8, 8)) + masks * 0.5).astype(np.float32)
+    pred = Predictions(scores, labels, maps, masks, [f"{i}.png" for i in range(10)], defects, 1.0, 10.0, np.arange(0))
+    rows = per_defect_metrics(pred)
+    assert set(rows) == {"crack", "hole"} and rows["crack"]["n_images"] == 3
+    for name, keep in (("crack", [0, 1, 2, 3, 4, 5, 6]), ("hole", [0, 1, 2, 3, 7, 8, 9])):
+        assert rows[name]["image_auroc"] == pytest.approx(roc_auc_score(labels[keep], scores[keep]))
+        assert rows[name]["pixel_auroc"] == pytest.approx(roc_auc_score(masks[keep].ravel(), maps[keep].ravel()))
