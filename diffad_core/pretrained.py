@@ -1,18 +1,21 @@
-"""Shipped weights: small DiffusionAD models trained on the embedded mini benchmark.
+"""Shipped weights: the pretrained starting point and the trained mini-benchmark models.
 
-The package ships one model per mini-benchmark category it has weights for, so the notebooks and
-the demo can show a trained model without training one first:
+Two kinds of files live in :data:`WEIGHTS_DIR` (fp16 safetensors; :func:`diffad_core.load_model`
+copies them into float32 parameters; each file carries its own model config):
 
-    model = load_pretrained("brick")          # DiffusionAD, eval mode, float32
-    out = model.predict(images)               # images (B, 3, 64, 64) in [0, 1]
+* ``pretrained-<preset>-<size>.safetensors`` (:data:`PRETRAINED_STARTS`): a category-agnostic
+  start, trained by :func:`diffad_core.pretrain` on the offline corpus of
+  :mod:`diffad_core.pretraining`. :func:`diffad_core.fit` starts ``tiny`` runs from it
+  (``init="pretrained"``), so a CPU adapts it to a category in minutes.
+* ``mini-<category>.safetensors`` (:data:`PRETRAINED`): one model per mini-benchmark category,
+  adapted from that start on the category's training images, for the notebooks and the demo:
 
-Each file was written by ``diffad train --preset tiny --image-size 64`` on the mini benchmark
-(:func:`diffad_core.make_mini_benchmark`) and stored with fp16 tensors to keep the package small;
-:func:`diffad_core.load_model` copies them into the model's float32 parameters. The file carries
-its own model config (preset "tiny", 64 x 64 images, T = 1000, linear schedule).
+      model = load_pretrained("brick")          # DiffusionAD, eval mode, float32
+      out = model.predict(images)               # images (B, 3, 64, 64) in [0, 1]
 
-These are teaching models: trained for minutes on a CPU-sized budget, they are far from the
-paper's figures and say nothing about real datasets.
+How each was trained (steps, CPU minutes) is in the file's metadata and in the README ("Trained
+models"). They are CPU-sized models (tiny preset, 64 px): far from the paper's figures, and they
+say nothing about real datasets.
 """
 
 from __future__ import annotations
@@ -67,8 +70,7 @@ def pretrained_start(preset: str, image_size: int) -> Path:
             f"no pretrained starting point ships for preset {preset!r} (only for "
             f"{sorted({name for name, _ in PRETRAINED_STARTS})}); use --init scratch or --init PATH"
         )
-    folder = WEIGHTS_DIR
-    return folder / PRETRAINED_STARTS[(preset, sizes[0][1])]
+    return WEIGHTS_DIR / PRETRAINED_STARTS[(preset, sizes[0][1])]
 
 
 def pretrained_path(category: str = "brick") -> Path:
