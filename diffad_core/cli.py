@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     threads_arg(p)
-    _add_dataclass_options(p, TrainConfig, skip=("preset", "init"), title="training settings", presets=TRAIN_PRESETS)
+    _add_dataclass_options(p, TrainConfig, skip=("preset",), title="training settings", presets=TRAIN_PRESETS)
 
     p = sub.add_parser("train", help="train on one category")
     data_args(p)
@@ -224,12 +224,12 @@ def _train_one(args: argparse.Namespace, category: str, out: Path, dataset_name:
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
     from .pretraining import pretrain
-    from .train import TrainConfig, set_threads
+    from .train import TrainConfig, describe_init, set_threads
 
-    config = TrainConfig.from_preset(args.preset, **{**_overrides(args, TrainConfig), "init": "scratch"})
+    config = TrainConfig.from_preset(args.preset, **{"init": "scratch", **_overrides(args, TrainConfig)})
     threads = set_threads(args.threads)
     print(f"pretraining preset {args.preset} at {config.image_size} px on {args.images} corpus images "
-          f"({threads} CPU thread(s)) -> {args.out}")
+          f"(init: {describe_init(config)}, {threads} CPU thread(s)) -> {args.out}")
     result = pretrain(config, num_images=args.images, corpus_seed=args.corpus_seed, out_dir=args.out,
                       resume=args.resume, progress=not args.quiet)
     print(f"done: {result.steps} steps in {result.seconds:.0f} s; weights {result.weights}")

@@ -52,6 +52,7 @@ PRETRAINED: dict[str, str] = {
 #: ``init="pretrained"`` (written by :func:`diffad_core.pretrain` / ``diffad pretrain``).
 PRETRAINED_STARTS: dict[tuple[str, int], str] = {
     ("tiny", 64): "pretrained-tiny-64.safetensors",
+    ("tiny", 128): "pretrained-tiny-128.safetensors",
 }
 
 

@@ -196,11 +196,10 @@ def pretrain(
     ``config`` is a :class:`diffad_core.train.TrainConfig` with a budget; anomalies are synthesised
     with ``kind="object"`` (texture and self-augmented sources) everywhere in the image. The run
     folder is an ordinary training run (checkpoint.pt, log.jsonl, model.safetensors), so
-    ``resume=True`` continues it exactly.
+    ``resume=True`` continues it exactly. ``config.init`` is usually "scratch"; "pretrained" (or a
+    file) continues an existing start, e.g. the 64 px one at 128 px.
     """
     from .train import fit
 
-    if getattr(config, "init", "scratch") != "scratch":
-        raise ValueError("pretraining starts from scratch; set init='scratch'")
     corpus = build_corpus(config.image_size, num_images, seed=corpus_seed)
     return fit(config, corpus, kind="object", out_dir=out_dir, resume=resume, progress=progress)
