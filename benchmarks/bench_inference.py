@@ -150,7 +150,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     amp = "auto" if device.type == "cuda" else "off"  # "auto" = bf16 autocast on CUDA
     cfg = EvalConfig(batch_size=batch, seed=args.seed, device=str(device), amp=amp, channels_last=True,
                      compile=args.compile, num_figures=0)
-    fast_split = SplitTensors(*(f[:n_images] for f in split))
+    fast_split = SplitTensors(*(f[:n_images] for f in split[:6]), kind=split.kind)
     pred = predict_split(copy.deepcopy(model), fast_split, cfg)
 
     result: dict[str, Any] = {

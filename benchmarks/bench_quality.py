@@ -31,7 +31,7 @@ from common import device_name, emit, environment
 
 from diffad_core import EvalConfig, MINI_CATEGORIES, TrainConfig, evaluate, fit, load_pretrained, make_mini_benchmark, open_dataset
 from diffad_core.data import category_kind
-from diffad_core.evaluate import reconstruction_psnr
+from diffad_core.inference import reconstruction_psnr
 
 _KEYS = ("image_auroc", "pixel_auroc", "aupro")
 

@@ -26,7 +26,7 @@ except ModuleNotFoundError:  # run from a checkout without `pip install -e .`
 
 def pick_device(name: str) -> torch.device:
     """"auto" -> CUDA when available, else CPU (the library's own rule, :func:`resolve_device`)."""
-    from diffad_core.train import resolve_device
+    from diffad_core.runtime import resolve_device
 
     return resolve_device(name)
 

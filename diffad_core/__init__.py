@@ -1,6 +1,14 @@
 """diffad_core: DiffusionAD (Zhang et al., arXiv 2303.08730) as a small, tested library.
 
-The public API is listed in ``__all__``; notebooks, the README and the book use only these names.
+The public API is ``__all__`` below, plus two documented namespaces with their own ``__all__``:
+
+* :mod:`diffad_core.viz` - the figures (samples, ROC / PRO curves, histograms, schedules);
+* :mod:`diffad_core.course` - the notebook layer (examples, widgets); it needs the ``[course]``
+  extra (ipywidgets, IPython) and nothing in the library imports it.
+
+Lower-level pieces stay in their modules (e.g. :mod:`diffad_core.losses` for the loss parts,
+:mod:`diffad_core.runtime` for the device / autocast / compile rule, :mod:`diffad_core.pipeline` for
+the flows the ``diffad`` command runs) and are imported from there.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 
-from .checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint, save_weights
+from .checkpoint import CheckpointError, load_checkpoint, load_model, save_weights
 from .data import (
     DATASET_CATEGORIES,
     MINI_CATEGORIES,
@@ -31,10 +39,10 @@ from .data import (
     load_tensors,
     make_mini_benchmark,
     open_dataset,
-    render_mini_sample,
 )
-from .evaluate import PAPER_RESULTS, EvalConfig, EvalResult, Predictions, evaluate, predict_split, summarize, write_summary
-from .losses import LossOutput, diffusionad_loss, focal_loss
+from .evaluate import METRIC_KEYS, PAPER_RESULTS, EvalResult, evaluate, per_defect_table, summarize, write_summary
+from .inference import EvalConfig, Predictions, predict_images, predict_split, reconstruction_psnr
+from .losses import diffusionad_loss
 from .metrics import ProCurve, aupro, compute_all, f1_max, image_ap, image_auroc, pixel_ap, pixel_auroc, pixel_f1_max, pro_curve
 from .model import DiffusionAD, ModelConfig, Prediction, image_scores
 from .networks import (
@@ -44,39 +52,43 @@ from .networks import (
     ReconUNetConfig,
     SegUNet,
     SegUNetConfig,
-    count_parameters,
 )
-from .perlin import perlin_mask, perlin_noise
+from .perlin import perlin_mask
+from .pipeline import demo, evaluate_category, run_categories, train_category
 from .pretrained import PRETRAINED, PRETRAINED_STARTS, load_pretrained, pretrained_path, pretrained_start
 from .pretraining import build_corpus, pretrain
-from .reconstruction import NormGuidedPass, Reconstruction, iterative_reconstruct, norm_guided_forward, reconstruct
+from .reconstruction import PAPER_INFERENCE, Reconstruction, iterative_reconstruct, norm_guided_forward, reconstruct
 from .schedule import NoiseSchedule
 from .synthesis import AnomalySynthesizer, SynthesisConfig, SynthesisOutput
 from .textures import procedural_textures, shuffle_grid
-from .train import TRAIN_PRESETS, FitResult, TrainConfig, TrainingError, fit, set_threads
+from .runtime import resolve_device, set_threads
+from .train import TRAIN_PRESETS, FitResult, TrainConfig, TrainingError, fit
 
 __all__ = [
     "__version__",
     # schedule and method
-    "NoiseSchedule", "reconstruct", "iterative_reconstruct", "norm_guided_forward", "NormGuidedPass",
-    "Reconstruction", "diffusionad_loss", "focal_loss", "LossOutput",
+    "NoiseSchedule", "reconstruct", "iterative_reconstruct", "norm_guided_forward", "Reconstruction",
+    "PAPER_INFERENCE", "diffusionad_loss",
     # networks and model
     "ReconUNet", "ReconUNetConfig", "SegUNet", "SegUNetConfig", "RECON_PRESETS", "SEG_PRESETS",
-    "count_parameters", "DiffusionAD", "ModelConfig", "Prediction", "image_scores",
+    "DiffusionAD", "ModelConfig", "Prediction", "image_scores",
     # data and synthesis
     "MVTecDataset", "VisADataset", "DAGMDataset", "open_dataset", "load_tensors", "SplitTensors",
     "DATASET_CATEGORIES", "MINI_CATEGORIES", "MINI_DEFECTS", "category_kind", "list_categories",
-    "estimate_foreground", "make_mini_benchmark", "render_mini_sample", "DatasetError", "EmptyMaskWarning",
-    "AnomalySynthesizer", "SynthesisConfig", "SynthesisOutput", "perlin_noise", "perlin_mask",
-    "procedural_textures", "shuffle_grid",
+    "estimate_foreground", "make_mini_benchmark", "DatasetError", "EmptyMaskWarning",
+    "AnomalySynthesizer", "SynthesisConfig", "SynthesisOutput", "perlin_mask", "procedural_textures",
+    "shuffle_grid",
     # metrics
     "image_auroc", "image_ap", "pixel_auroc", "pixel_ap", "f1_max", "pixel_f1_max", "aupro", "pro_curve",
-    "ProCurve", "compute_all",
-    # training, checkpoints, evaluation
-    "TrainConfig", "TRAIN_PRESETS", "fit", "FitResult", "TrainingError", "save_checkpoint", "load_checkpoint",
-    "save_weights", "load_model", "CheckpointError", "EvalConfig", "EvalResult", "Predictions", "evaluate",
-    "predict_split", "summarize", "write_summary", "PAPER_RESULTS",
-    # shipped weights
+    "ProCurve", "compute_all", "METRIC_KEYS",
+    # training, checkpoints, inference, evaluation
+    "TrainConfig", "TRAIN_PRESETS", "fit", "FitResult", "TrainingError", "load_checkpoint", "save_weights",
+    "load_model", "CheckpointError", "EvalConfig", "Predictions", "predict_split", "predict_images",
+    "reconstruction_psnr", "EvalResult", "evaluate", "summarize", "write_summary", "per_defect_table",
+    "PAPER_RESULTS", "resolve_device", "set_threads",
+    # whole-category flows (what the diffad command runs)
+    "train_category", "evaluate_category", "run_categories", "demo",
+    # shipped weights and pretraining
     "PRETRAINED", "load_pretrained", "pretrained_path", "PRETRAINED_STARTS", "pretrained_start",
-    "build_corpus", "pretrain", "set_threads",
+    "build_corpus", "pretrain",
 ]

@@ -9,31 +9,26 @@ Two formats:
 * **Weights** (``*.safetensors``): the model's tensors plus its config as JSON metadata, for sharing
   and for the weights shipped with the package.
 
-Every write goes to a temporary file in the same folder, is flushed to disk and then renamed over
-the target (``os.replace`` is atomic), so a crash or a full disk never leaves a half-written file
-where a good one was.
+Every write is atomic (:func:`diffad_core.files.atomic_path`), so a crash or a full disk never
+leaves a half-written file where a good one was.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file as load_safetensors
 from safetensors.torch import save_file as save_safetensors
 
+from .files import PathLike, atomic_path
 from .model import DiffusionAD, ModelConfig
 
 __all__ = [
     "CheckpointError",
-    "atomic_path",
-    "remove_stale_temporaries",
     "save_checkpoint",
     "load_checkpoint",
     "save_weights",
@@ -41,52 +36,12 @@ __all__ = [
     "CHECKPOINT_FORMAT",
 ]
 
-PathLike = Union[str, os.PathLike]
 CHECKPOINT_FORMAT = "diffad-checkpoint-v1"
 WEIGHTS_FORMAT = "diffad-weights-v1"
 
 
 class CheckpointError(ValueError):
     """A checkpoint or weights file that cannot be read or does not hold a DiffusionAD model."""
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def remove_stale_temporaries(folder: PathLike) -> list[Path]:
-    """Delete the ``.<name>.*.tmp`` files an interrupted :func:`atomic_path` write left in ``folder``."""
-    removed = []
-    for tmp in Path(folder).glob(".*.tmp"):
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-            removed.append(tmp)
-    return removed
-
-
-@contextlib.contextmanager
-def atomic_path(path: PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success fsync it and rename it onto ``path``.
-
-    On any exception the temporary file is removed and ``path`` is left as it was.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 def save_checkpoint(

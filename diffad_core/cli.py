@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
-import shutil
 import sys
 import time
 import typing
@@ -25,10 +23,6 @@ from typing import Any, Optional, Sequence
 __all__ = ["main", "build_parser"]
 
 EXIT_USAGE = 2
-
-
-class UserError(Exception):
-    """An error caused by the user's input: reported in one line, exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -197,69 +191,40 @@ def _cmd_mini(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_split(args: argparse.Namespace, category: str, split: str, image_size: int):
-    from .data import open_dataset
+def _train_config(args: argparse.Namespace, **extra: Any):
+    from .train import TrainConfig
 
-    return open_dataset(args.data, category, split, image_size=image_size, dataset=args.dataset)
-
-
-def _kind(args: argparse.Namespace, category: str, dataset: Optional[str] = None) -> str:
-    from .data import category_kind
-
-    return args.kind or category_kind(category, dataset)
-
-
-def _train_one(args: argparse.Namespace, category: str, out: Path, dataset_name: Optional[str] = None):
-    from .train import TrainConfig, describe_init, fit, set_threads
-
-    config = TrainConfig.from_preset(args.preset, **_overrides(args, TrainConfig))
-    train = _open_split(args, category, "train", config.image_size)
-    kind = _kind(args, category, dataset_name)
-    threads = set_threads(getattr(args, "threads", None))
-    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 talks
-        print(f"training {category} ({kind}, {len(train)} images, preset {args.preset}, {config.image_size} px, "
-              f"init: {describe_init(config)}, {threads} CPU thread(s)) -> {out}")
-    return fit(config, train, kind=kind, out_dir=out, resume=getattr(args, "resume", False), progress=not args.quiet)
+    return TrainConfig.from_preset(args.preset, **{**extra, **_overrides(args, TrainConfig)})
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from .pretraining import pretrain
-    from .train import TrainConfig, describe_init, set_threads
+    from .pipeline import pretrain_start
 
-    config = TrainConfig.from_preset(args.preset, **{"init": "scratch", **_overrides(args, TrainConfig)})
-    threads = set_threads(args.threads)
-    print(f"pretraining preset {args.preset} at {config.image_size} px on {args.images} corpus images "
-          f"(init: {describe_init(config)}, {threads} CPU thread(s)) -> {args.out}")
-    result = pretrain(config, num_images=args.images, corpus_seed=args.corpus_seed, out_dir=args.out,
-                      resume=args.resume, progress=not args.quiet)
+    result = pretrain_start(_train_config(args, init="scratch"), args.out, images=args.images,
+                            corpus_seed=args.corpus_seed, resume=args.resume, progress=not args.quiet,
+                            threads=args.threads)
     print(f"done: {result.steps} steps in {result.seconds:.0f} s; weights {result.weights}")
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    result = _train_one(args, args.category, args.out)
+    from .pipeline import train_category
+
+    result = train_category(args.data, args.category, _train_config(args), args.out, dataset=args.dataset,
+                            kind=args.kind, resume=args.resume, progress=not args.quiet, threads=args.threads)
     if os.environ.get("RANK", "0") != "0":
         return 0
     print(f"done: {result.steps} steps in {result.seconds:.0f} s; weights {result.weights}")
     return 0
 
 
-def _evaluate_one(args: argparse.Namespace, checkpoint: Path, category: str, out: Path, eval_over: dict[str, Any]):
-    from .checkpoint import load_model
-    from .evaluate import EvalConfig, evaluate
-
-    config = EvalConfig(**eval_over)
-    model = load_model(checkpoint)
-    test = _open_split(args, category, "test", model.image_size)
-    return evaluate(model, test, config, out_dir=out, category=category)
-
-
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import EvalConfig, per_defect_table, summarize
-    from .train import set_threads
+    from .evaluate import per_defect_table, summarize
+    from .inference import EvalConfig
+    from .pipeline import evaluate_category
 
-    set_threads(args.threads)
-    result = _evaluate_one(args, args.checkpoint, args.category, args.out, _overrides(args, EvalConfig))
+    result = evaluate_category(args.checkpoint, args.data, args.category, args.out,
+                               EvalConfig(**_overrides(args, EvalConfig)), dataset=args.dataset, threads=args.threads)
     print(summarize([result], None))
     if result.per_defect:
         print(per_defect_table(result))
@@ -267,100 +232,22 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_shard(text: str) -> tuple[int, int]:
-    try:
-        i, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise UserError(f"--shard {text!r} must look like i/n, e.g. 0/4") from None
-    if n < 1 or not 0 <= i < n:
-        raise UserError(f"--shard {text!r} needs 0 <= i < n")
-    return i, n
-
-
 def _cmd_benchmark(args: argparse.Namespace) -> int:
-    from .data import DATASET_CATEGORIES
-    from .evaluate import PAPER_RESULTS, summarize, write_summary
+    from .pipeline import parse_shard, run_categories
 
-    from .train import set_threads
-
-    set_threads(args.threads)
-    i, n = _parse_shard(args.shard)
-    known = list(DATASET_CATEGORIES[args.dataset])
-    categories = args.categories or known
-    unknown = [c for c in categories if c not in known]
-    if unknown:
-        raise UserError(f"unknown {args.dataset} categories {unknown}; valid: {', '.join(known)}")
-    mine = categories[i::n]
-    args.dataset_layout = args.dataset
-    args.dataset = "auto"
-    args.kind = None
-    results = []
-    for category in mine:
-        run = args.out / category
-        if args.checkpoints is not None:
-            ckpt = _find_checkpoint(args.checkpoints / category)
-        else:
-            args.resume = (run / "checkpoint.pt").is_file()
-            ckpt = _train_one(args, category, run / "train", args.dataset_layout).weights
-        results.append(_evaluate_one(args, ckpt, category, run / "eval", {}))
-    table = summarize(results, PAPER_RESULTS.get(args.dataset_layout))
-    write_summary(args.out, results, table, name="benchmark" if n == 1 else f"benchmark_shard{i}of{n}")
-    print(table)
+    shard = parse_shard(args.shard)
+    config = None if args.checkpoints is not None else _train_config(args)
+    result = run_categories(args.data, args.dataset, config, args.out, categories=args.categories,
+                            checkpoints=args.checkpoints, shard=shard, progress=not args.quiet, threads=args.threads)
+    print(result.table)
     return 0
 
 
-def _find_checkpoint(folder: Path) -> Path:
-    for candidate in (folder / "model.safetensors", folder / "train" / "model.safetensors", folder / "checkpoint.pt"):
-        if candidate.is_file():
-            return candidate
-    raise UserError(f"no model.safetensors or checkpoint.pt in {folder}")
-
-
 def _cmd_demo(args: argparse.Namespace) -> int:
-    import numpy as np
+    from .pipeline import demo
 
-    from .data import MINI_CATEGORIES, make_mini_benchmark
-    from .evaluate import summarize, write_summary
-    from .pretrained import PRETRAINED, pretrained_path
-
-    categories = args.categories or list(MINI_CATEGORIES)
-    unknown = [c for c in categories if c not in MINI_CATEGORIES]
-    if unknown:
-        raise UserError(f"unknown mini categories {unknown}; valid: {', '.join(MINI_CATEGORIES)}")
-    data = args.out / "data"
-    if not (data / categories[0] / "train").is_dir():
-        t0 = time.perf_counter()
-        make_mini_benchmark(data, seed=0)
-        print(f"mini benchmark written to {data} in {time.perf_counter() - t0:.1f} s")
-    per_category = args.minutes / len(categories)
-    ns = argparse.Namespace(data=data, dataset="auto", kind=None, preset=args.preset, quiet=args.quiet,
-                            minutes=per_category, device=args.device, resume=False, threads=args.threads)
-    if args.init is not None:
-        ns.init = args.init
-    results = []
-    for category in categories:
-        run = args.out / "runs" / category
-        if run.exists():
-            shutil.rmtree(run)
-        weights = _train_one(ns, category, run / "train").weights
-        results.append(_evaluate_one(ns, weights, category, run / "eval", {"device": args.device}))
-    table = summarize(results, None)
-    write_summary(args.out, results, table, name="demo")
-    print(table)
-    shipped = [c for c in categories if c in PRETRAINED and pretrained_path(c).is_file()]
-    if shipped:  # the same test sets through the fully trained models that ship with the package
-        ref = [_evaluate_one(ns, pretrained_path(c), c, args.out / "runs" / c / "eval-shipped", {"device": args.device})
-               for c in shipped]
-        ref_table = summarize(ref, None)
-        write_summary(args.out, ref, ref_table, name="demo_shipped")
-        print("shipped fully trained models (diffad_core.load_pretrained) on the same test images:")
-        print(ref_table)
-        mine = [r for r in results if r.category in shipped]
-        for key, label in (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"), ("aupro", "AUPRO")):
-            a = float(np.nanmean([r.metrics[key] for r in mine]))
-            b = float(np.nanmean([r.metrics[key] for r in ref]))
-            print(f"mean {label}: demo {100 * a:.1f} vs shipped {100 * b:.1f} ({100 * (a - b):+.1f} points)")
-    print(f"report: {args.out / 'demo.md'}")
+    demo(args.out, minutes=args.minutes, preset=args.preset, categories=args.categories, device=args.device,
+         init=args.init, threads=args.threads, progress=not args.quiet)
     return 0
 
 
@@ -384,7 +271,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     try:
         return COMMANDS[args.command](args)
-    except (UserError, CheckpointError, TrainingError, ValueError, OSError) as exc:
+    except (CheckpointError, TrainingError, ValueError, OSError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"diffad: error: {message}", file=sys.stderr)
         return EXIT_USAGE

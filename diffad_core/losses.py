@@ -1,4 +1,4 @@
-"""The joint DiffusionAD training loss (paper section 3.4; DESIGN section 2).
+"""The joint DiffusionAD training loss (paper section 3.4; docs/method.md §2).
 
     L = L_noise + focal_weight * L_focal(M, mask) + L_smoothL1(M, mask)
 
@@ -104,7 +104,7 @@ def diffusionad_loss(
     noise_s: Optional[Tensor] = None,
     noise_b: Optional[Tensor] = None,
 ) -> LossOutput:
-    """One joint training loss on a batch (DESIGN section 2).
+    """One joint training loss on a batch (docs/method.md §2).
 
     Args:
         unet: eps_theta, called as ``unet(x_t, t)``.

@@ -4,7 +4,7 @@ Every metric takes anomaly *scores* (higher means more anomalous) and binary gro
 NumPy arrays or torch tensors (any device; they are copied to the CPU).
 
 - Image level: ``scores`` of shape (N,) (one score per test image, e.g. the mean of the top-50
-  values of the anomaly map M, DESIGN section 1) and ``labels`` of shape (N,) with values in
+  values of the anomaly map M, docs/method.md §1) and ``labels`` of shape (N,) with values in
   {0, 1} (or bool); 1 means anomalous.
 - Pixel level: anomaly ``maps`` of shape (N, H, W) or (N, 1, H, W) and ground-truth ``masks`` of
   the same shape (either layout each). Masks are binarised with ``mask > 0``, so 0/255 PNG masks
@@ -30,6 +30,9 @@ Undefined metrics raise, they never return NaN: every metric here needs both cla
 - masks without any anomalous pixel (or without any normal pixel) raise ``ValueError`` from
   every pixel metric and from AUPRO.
 
+:func:`has_both_classes` is the one test of "both classes present" (for callers that want to
+skip an undefined metric instead of catching the error).
+
 The one NaN in this module is deliberate and explicit: :func:`compute_all` called without maps
 and masks (a test set with no ground-truth masks) fills the pixel keys with ``nan``.
 
@@ -49,19 +52,24 @@ from scipy import ndimage
 from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
 __all__ = [
+    "ArrayLike",
     "ProCurve",
     "psnr",
     "aupro",
     "compute_all",
     "f1_max",
+    "has_both_classes",
     "image_ap",
     "image_auroc",
     "pixel_ap",
     "pixel_auroc",
     "pixel_f1_max",
     "pro_curve",
+    "trapezoid_area",
 ]
 
+#: What the metrics (and the plotting and course helpers) accept as scores, labels, maps or masks:
+#: a NumPy array, a torch tensor (any device and dtype; copied to the CPU) or a plain sequence.
 ArrayLike = Union[np.ndarray, torch.Tensor, Sequence[float]]
 
 #: Integration limit of AUPRO used by MVTec AD and by the DiffusionAD paper (30 % FPR).
@@ -148,10 +156,21 @@ def _check_scores_labels(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarr
     return s, y.astype(bool)
 
 
+def has_both_classes(y: ArrayLike) -> bool:
+    """True when ``y`` holds at least one 0 entry and at least one non-zero entry.
+
+    ``y``: labels (N,) or masks of any shape (bool, 0/1 or 0/255). Every metric of this module
+    is defined only when this holds; they raise ``ValueError`` otherwise.
+    """
+    arr = _to_numpy(y, "y")
+    n_pos = int(np.count_nonzero(arr))
+    return 0 < n_pos < arr.size
+
+
 def _require_both_classes(y: np.ndarray, what: str, metric: str) -> None:
     """Raise if ``y`` (bool) holds a single class; ``what`` is "test images" or "pixels"."""
-    n_pos = int(np.count_nonzero(y))
-    if n_pos == 0 or n_pos == y.size:
+    if not has_both_classes(y):
+        n_pos = int(np.count_nonzero(y))
         label, name = (0, "normal") if n_pos == 0 else (1, "anomalous")
         if what == "pixels":
             raise ValueError(
@@ -198,6 +217,15 @@ def _check_maps_masks(maps: ArrayLike, masks: ArrayLike) -> tuple[np.ndarray, np
 
 
 # --------------------------------------------------------------------------- AUROC, AP, F1
+
+
+def trapezoid_area(y: np.ndarray, x: np.ndarray) -> float:
+    """Area under the piecewise-linear curve through the points (x_i, y_i), x in curve order.
+
+    sum_i (x_{i+1} - x_i) (y_i + y_{i+1}) / 2: the trapezoid rule, used for AUROC and AUPRO.
+    y, x: (K,) arrays of the same length; fewer than two points give 0.
+    """
+    return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2.0))
 
 
 def _sorted_pixels(m: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -252,7 +280,7 @@ def _ranked_curve_metrics(s_desc: np.ndarray, y_desc: np.ndarray) -> tuple[float
     fp = (last + 1).astype(np.float64) - tp
     fpr = np.concatenate(([0.0], fp / fp[-1]))
     tpr = np.concatenate(([0.0], tp / tp[-1]))
-    auroc = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
+    auroc = trapezoid_area(tpr, fpr)
     precision = tp / (tp + fp)
     recall = tp / tp[-1]
     ap = float(np.sum(np.diff(np.concatenate(([0.0], recall))) * precision))
@@ -416,10 +444,6 @@ def pro_curve(
     return _pro_points(m, g, limit)
 
 
-def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
-    return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2.0))
-
-
 def aupro(maps: ArrayLike, masks: ArrayLike, fpr_limit: float = DEFAULT_FPR_LIMIT) -> float:
     """Normalised area under the per-region-overlap (PRO) curve up to ``fpr_limit``, exact.
 
@@ -466,7 +490,7 @@ def aupro(maps: ArrayLike, masks: ArrayLike, fpr_limit: float = DEFAULT_FPR_LIMI
     m, g = _check_maps_masks(maps, masks)
     _require_both_classes(g, "pixels", "AUPRO")
     curve = _pro_points(m, g, limit)
-    return _trapezoid(curve.pro, curve.fpr) / limit
+    return trapezoid_area(curve.pro, curve.fpr) / limit
 
 
 # --------------------------------------------------------------------------- all at once
@@ -480,7 +504,7 @@ def compute_all(
     *,
     fpr_limit: float = DEFAULT_FPR_LIMIT,
 ) -> dict[str, float]:
-    """All metrics of DESIGN section 6 at once, the inputs validated once.
+    """All metrics of docs/method.md §6 at once, the inputs validated once.
 
     Args:
         image_scores: (N,) image scores; labels: (N,) in {0, 1}.
@@ -518,7 +542,7 @@ def compute_all(
         pixel_auroc=auroc_pix,
         pixel_ap=ap_pix,
         pixel_f1_max=f1_pix,
-        aupro=_trapezoid(curve.pro, curve.fpr) / limit,
+        aupro=trapezoid_area(curve.pro, curve.fpr) / limit,
     )
     return out
 

@@ -22,7 +22,8 @@ from torch import Tensor, nn
 
 from .losses import LossOutput, diffusionad_loss
 from .networks import ReconUNet, ReconUNetConfig, SegUNet, SegUNetConfig, config_from_dict, config_to_dict
-from .reconstruction import Reconstruction, reconstruct
+from .reconstruction import PAPER_INFERENCE, Reconstruction, reconstruct
+from .runtime import Networks, autocast, randn
 from .schedule import BETA_SCHEDULES, NoiseSchedule
 
 __all__ = ["DiffusionAD", "ModelConfig", "Prediction", "image_scores", "PIXEL_RANGES"]
@@ -89,7 +90,7 @@ class Prediction(NamedTuple):
     x0_big: Tensor
 
 
-def image_scores(anomaly_map: Tensor, top_k: int = 50) -> Tensor:
+def image_scores(anomaly_map: Tensor, top_k: int = PAPER_INFERENCE.top_k) -> Tensor:
     """Image-level score: the mean of the ``top_k`` largest values of each map (B, 1, H, W) -> (B,).
 
     If a map has fewer than ``top_k`` pixels, all of them are averaged.
@@ -165,54 +166,66 @@ class DiffusionAD(nn.Module):
         self,
         images: Tensor,
         *,
-        t_s: int = 200,
-        t_b: int = 400,
-        w: float = 1.0,
+        t_s: int = PAPER_INFERENCE.t_s,
+        t_b: int = PAPER_INFERENCE.t_b,
+        w: float = PAPER_INFERENCE.w,
         generator: Optional[torch.Generator] = None,
         noise_s: Optional[Tensor] = None,
         noise_b: Optional[Tensor] = None,
+        unet: Optional[Any] = None,
     ) -> Reconstruction:
-        """Norm-guided reconstruction of images in [0, 1]; the result is in *model* space."""
+        """Norm-guided reconstruction of images in [0, 1]; the result is in *model* space.
+
+        ``unet`` replaces ``self.unet`` for the two passes (e.g. a compiled one,
+        :func:`diffad_core.runtime.compile_networks`).
+        """
         self._check_images(images)
         x = self.to_model_space(images)
         if generator is not None and noise_s is None:
-            noise_s = torch.randn(x.shape, generator=generator, device=generator.device).to(x.device, x.dtype)
+            noise_s = randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         if generator is not None and noise_b is None:
-            noise_b = torch.randn(x.shape, generator=generator, device=generator.device).to(x.device, x.dtype)
-        return reconstruct(self.unet, self.schedule, x, t_s, t_b, w, noise_s, noise_b)
+            noise_b = randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return reconstruct(unet or self.unet, self.schedule, x, t_s, t_b, w, noise_s, noise_b)
 
-    def segment(self, images: Tensor, x0_guided: Tensor) -> Tensor:
+    def segment(self, images: Tensor, x0_guided: Tensor, *, segnet: Optional[Any] = None) -> Tensor:
         """Anomaly map M = SegNet(concat(x, x0_g)) (B, 1, H, W) in [0, 1]."""
         x = self.to_model_space(images)
-        return self.segnet(torch.cat([x, x0_guided.to(x.dtype)], dim=1))
+        return (segnet or self.segnet)(torch.cat([x, x0_guided.to(x.dtype)], dim=1))
 
     @torch.no_grad()
     def predict(
         self,
         images: Tensor,
         *,
-        t_s: int = 200,
-        t_b: int = 400,
-        w: float = 1.0,
-        top_k: int = 50,
+        t_s: int = PAPER_INFERENCE.t_s,
+        t_b: int = PAPER_INFERENCE.t_b,
+        w: float = PAPER_INFERENCE.w,
+        top_k: int = PAPER_INFERENCE.top_k,
         generator: Optional[torch.Generator] = None,
+        bf16_unet: bool = False,
+        nets: Optional[Networks] = None,
     ) -> Prediction:
-        """Anomaly maps and image scores for images (B, 3, H, W) in [0, 1] (paper defaults)."""
-        rec = self.reconstruct(images, t_s=t_s, t_b=t_b, w=w, generator=generator)
-        amap = self.segment(images, rec.x0_guided).float()
+        """Anomaly maps and image scores for images (B, 3, H, W) in [0, 1] (paper defaults).
+
+        ``bf16_unet`` runs the two UNet passes under bfloat16 autocast; the SegNet, the map and the
+        score are always computed in float32 from a float32 x0_g. ``nets`` replaces the model's
+        own networks (compiled ones from :func:`diffad_core.runtime.compile_networks`).
+        """
+        nets = nets or Networks(self.unet, self.segnet)
+        with autocast(bf16_unet, images.device):
+            rec = self.reconstruct(images, t_s=t_s, t_b=t_b, w=w, generator=generator, unet=nets.unet)
+        x0_guided = rec.x0_guided.float()
+        amap = self.segment(images, x0_guided, segnet=nets.segnet).float()
         return Prediction(
             amap,
             image_scores(amap, top_k),
-            self.to_image_space(rec.x0_guided.float()),
+            self.to_image_space(x0_guided),
             self.to_image_space(rec.x0_small.float()),
             self.to_image_space(rec.x0_big.float()),
         )
 
     def loss(self, images_aug: Tensor, mask: Tensor, label: Tensor, **kwargs: Any) -> LossOutput:
-        """The joint training loss (:func:`diffad_core.losses.diffusionad_loss`) on images in [0, 1]."""
+        """The joint training loss (:func:`diffad_core.losses.diffusionad_loss`) on images in [0, 1]
+        (the course computes it on one batch; :func:`diffad_core.fit` calls the function directly)."""
         self._check_images(images_aug)
         return diffusionad_loss(self.unet, self.segnet, self.schedule, self.to_model_space(images_aug), mask, label, **kwargs)
-
-    def forward(self, images: Tensor) -> Tensor:
-        """Anomaly maps (B, 1, H, W) with the paper's inference settings."""
-        return self.predict(images).anomaly_map

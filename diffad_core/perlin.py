@@ -1,6 +1,6 @@
 """Batched Perlin noise and the Perlin anomaly regions of DiffusionAD's training recipe.
 
-The synthetic anomalies of DiffusionAD (DESIGN section 4, DRAEM lineage) live inside a region
+The synthetic anomalies of DiffusionAD (docs/method.md §4, DRAEM lineage) live inside a region
 drawn from Perlin noise: a smooth random field with a chosen number of lattice cells per axis,
 rotated by a random angle and thresholded. This module computes that field for a whole batch at
 once, each sample with its own lattice resolution.
@@ -270,7 +270,7 @@ def perlin_mask(
     max_tries: int = 50,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Sample one binary anomaly region per sample, inside its foreground (DESIGN section 4, step 2).
+    """Sample one binary anomaly region per sample, inside its foreground (docs/method.md §4, step 2).
 
     Recipe (released code): res = (2**a, 2**b), a, b ~ U{scale_range[0] .. scale_range[1] - 1},
     drawn once per sample; then repeat up to ``max_tries`` times: Perlin noise at res, rotated by

@@ -20,18 +20,20 @@ say nothing about real datasets.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Union
-
 import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Union
 
 import torch
 
 from .checkpoint import load_model
 from .model import DiffusionAD
 
+if TYPE_CHECKING:
+    from .train import TrainConfig
+
 __all__ = ["PRETRAINED", "PRETRAINED_STARTS", "WEIGHTS_DIR", "WEIGHTS_ENV", "pretrained_path", "load_pretrained",
-           "pretrained_start"]
+           "pretrained_start", "initial_model", "describe_init"]
 
 #: Folder of the shipped ``*.safetensors`` files (inside the installed package).
 WEIGHTS_DIR: Path = Path(__file__).resolve().parent / "weights"
@@ -109,3 +111,42 @@ def load_pretrained(category: str = "brick", device: Union[str, torch.device] = 
             f"runs/{category}/model.safetensors with diffad_core.load_model"
         )
     return load_model(path, map_location=device).float().eval()
+
+
+def initial_model(config: "TrainConfig") -> DiffusionAD:
+    """The model training starts from: seeded random weights, or ``config.init``'s weights.
+
+    ``init="pretrained"`` takes the shipped starting point of ``config.preset``
+    (:func:`diffad_core.pretrained.pretrained_start`); a path takes that model file. Either must
+    have the preset's architecture; the weights are loaded into a model built at
+    ``config.image_size`` (the networks are fully convolutional, so 64 px weights serve 128 px).
+    """
+    recon_over = {"use_checkpoint": True} if config.grad_checkpointing else {}
+    with torch.random.fork_rng(devices=[]):  # the initial weights depend on the seed only
+        torch.manual_seed(config.seed)
+        model = DiffusionAD.from_preset(
+            config.preset, image_size=config.image_size, num_train_timesteps=config.num_train_timesteps,
+            beta_schedule=config.beta_schedule, pixel_range=config.pixel_range, recon_overrides=recon_over,
+        )
+    if config.init == "scratch":
+        return model
+    path = pretrained_start(config.preset, config.image_size) if config.init == "pretrained" else Path(config.init)
+    if not path.is_file():
+        raise ValueError(f"init={config.init!r}: {path} is not a file; use scratch, pretrained or a model file")
+    source = load_model(path)
+    if source.config.pixel_range != config.pixel_range or source.schedule.num_train_timesteps != config.num_train_timesteps:
+        raise ValueError(f"init model {path} was trained with pixel_range={source.config.pixel_range!r}, "
+                         f"T={source.schedule.num_train_timesteps}; this run has {config.pixel_range!r}, T={config.num_train_timesteps}")
+    try:
+        model.load_state_dict(source.state_dict())
+    except RuntimeError:
+        raise ValueError(f"init model {path} (preset {source.config.preset!r}) does not fit preset "
+                         f"{config.preset!r}; pick a file trained with --preset {config.preset} or --init scratch") from None
+    return model
+
+
+def describe_init(config: "TrainConfig") -> str:
+    """One phrase for the training log: where the weights start from."""
+    if config.init == "pretrained":
+        return f"pretrained start {pretrained_start(config.preset, config.image_size).name}"
+    return "scratch" if config.init == "scratch" else f"weights of {config.init}"

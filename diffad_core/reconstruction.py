@@ -16,9 +16,12 @@ from typing import Callable, Literal, NamedTuple, Optional
 import torch
 from torch import Tensor
 
+from .runtime import randn
 from .schedule import NoiseSchedule
 
 __all__ = [
+    "InferenceSetting",
+    "PAPER_INFERENCE",
     "NormGuidedPass",
     "Reconstruction",
     "norm_guided_forward",
@@ -28,6 +31,20 @@ __all__ = [
 ]
 
 EpsModel = Callable[[Tensor, Tensor], Tensor]
+
+
+class InferenceSetting(NamedTuple):
+    """The knobs of one-step inference: the two steps, the guidance weight, the image-score top-k."""
+
+    t_s: int
+    t_b: int
+    w: float
+    top_k: int
+
+
+#: The paper's inference setting (t_s = 200, t_b = 400, w = 1, image score = mean of the top 50
+#: map values). Every default in the package (model, evaluation, widgets, benchmarks) reads it here.
+PAPER_INFERENCE = InferenceSetting(t_s=200, t_b=400, w=1.0, top_k=50)
 
 
 class Reconstruction(NamedTuple):
@@ -78,7 +95,7 @@ def _as_steps(t: int | Tensor, batch: int, device: torch.device, name: str) -> T
 
 def _noise_like(x: Tensor, noise: Optional[Tensor], name: str, generator: Optional[torch.Generator]) -> Tensor:
     if noise is None:
-        return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     if noise.shape != x.shape:
         raise ValueError(f"{name} has shape {tuple(noise.shape)} but x has {tuple(x.shape)}; they must match")
     return noise.to(device=x.device, dtype=x.dtype)
@@ -96,7 +113,7 @@ def norm_guided_forward(
     noise_b: Optional[Tensor] = None,
     generator: Optional[torch.Generator] = None,
 ) -> NormGuidedPass:
-    """The norm-guided one-step pass (paper section 3.3; DESIGN section 1 step 3).
+    """The norm-guided one-step pass (paper section 3.3; docs/method.md §1, steps 1-6).
 
     1. x_{t_s} = q(x_{t_s} | x), x_{t_b} = q(x_{t_b} | x) with independent noises eps_s, eps_b.
     2. eps_b' = eps_theta(x_{t_b}, t_b); x0_b = clamp(x0_hat(x_{t_b}, eps_b'), -1, 1).
@@ -134,9 +151,9 @@ def reconstruct(
     unet: EpsModel,
     schedule: NoiseSchedule,
     x: Tensor,
-    t_s: int = 200,
-    t_b: int = 400,
-    w: float = 1.0,
+    t_s: int = PAPER_INFERENCE.t_s,
+    t_b: int = PAPER_INFERENCE.t_b,
+    w: float = PAPER_INFERENCE.w,
     noise_s: Optional[Tensor] = None,
     noise_b: Optional[Tensor] = None,
     *,

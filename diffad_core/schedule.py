@@ -188,7 +188,7 @@ class NoiseSchedule(nn.Module):
         return (x_t - abar.sqrt() * x0) / (1.0 - abar).sqrt()
 
     def norm_guided_x0(self, x_ts: Tensor, t_s: Timesteps, eps_s: Tensor, x0_b: Tensor, w: float = 1.0) -> Tensor:
-        """Norm-guided reconstruction (paper section 3.3; DESIGN section 1 steps 3d-f).
+        """Norm-guided reconstruction (paper section 3.3; docs/method.md §1, steps 4-6).
 
         Args:
             x_ts: the input noised to the small step, x_{t_s} (B, C, H, W).

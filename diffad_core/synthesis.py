@@ -1,4 +1,4 @@
-"""Training-time synthetic anomalies (DESIGN section 4): the released DiffusionAD recipe, batched.
+"""Training-time synthetic anomalies (docs/method.md §4): the released DiffusionAD recipe, batched.
 
 Per sample, independently (released code, DRAEM lineage):
 
@@ -275,7 +275,7 @@ def blend_anomaly(
 
 @dataclass(frozen=True)
 class SynthesisConfig:
-    """Settings of `AnomalySynthesizer`; defaults are the released recipe (DESIGN section 4).
+    """Settings of `AnomalySynthesizer`; defaults are the released recipe (docs/method.md §4).
 
     Attributes:
         kind: "texture" (source is always a texture) or "object" (texture or self-augmentation).

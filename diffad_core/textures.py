@@ -4,9 +4,10 @@ The released DiffusionAD recipe fills anomaly regions with images from the Descr
 Dataset (DTD) or, for objects, with the image itself cut into a shuffled grid (`shuffle_grid`).
 DTD cannot be downloaded everywhere, so two texture sources are offered:
 
-- `load_texture_folder(folder, size)`: every PNG/JPEG/BMP/TIFF/WebP image under a folder
-  (recursively, e.g. ``dtd/images``), resized to the working size (the whole image is squashed,
-  as the released code's ``cv2.resize``), kept as a uint8 bank (N, 3, H, W).
+- `load_texture_folder(folder, size)`: every image under a folder (recursively, e.g.
+  ``dtd/images``) with a suffix of ``data.imageio.IMAGE_EXTENSIONS`` (PNG/JPEG/BMP/TIFF/WebP),
+  resized to the working size (the whole image is squashed, as the released code's
+  ``cv2.resize``), kept as a uint8 bank (N, 3, H, W).
 - `procedural_textures(n, size)`: a built-in bank of varied, colourful textures (multi-octave
   Perlin colour fields, warped stripes, checkers, speckle, and blends of these) so training works
   without DTD. These are a stand-in: they look texture-like but are not DTD's photographs.
@@ -23,11 +24,11 @@ import torch
 from kornia.color import hsv_to_rgb
 from PIL import Image
 
+from .data.imageio import IMAGE_EXTENSIONS
 from .perlin import fractal_noise, perlin_noise, randint, random_permutations, uniform
 
-__all__ = ["IMAGE_SUFFIXES", "PROCEDURAL_FAMILIES", "load_texture_folder", "procedural_textures", "shuffle_grid"]
+__all__ = ["PROCEDURAL_FAMILIES", "load_texture_folder", "procedural_textures", "shuffle_grid"]
 
-IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 PROCEDURAL_FAMILIES: tuple[str, ...] = ("perlin", "stripes", "checker", "speckle", "blend")
 
 
@@ -86,7 +87,7 @@ def load_texture_folder(
             "images (e.g. DTD's 'images' folder) or leave anomaly_source unset to use the "
             "built-in procedural textures"
         )
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
     if len(paths) > max_images:  # evenly spaced first, the others as replacements for unreadable files
         keep = set(np.linspace(0, len(paths) - 1, max_images).round().astype(int).tolist())
         paths = [paths[i] for i in sorted(keep)] + [p for i, p in enumerate(paths) if i not in keep]
@@ -99,7 +100,7 @@ def load_texture_folder(
             arrays += [a for a in pool.map(lambda p: _read_rgb(p, height, width), chunk) if a is not None]
     if not arrays:
         raise ValueError(
-            f"no readable image (suffixes {', '.join(IMAGE_SUFFIXES)}) under {str(folder)!r}; "
+            f"no readable image (suffixes {', '.join(IMAGE_EXTENSIONS)}) under {str(folder)!r}; "
             "point anomaly_source at a folder of texture images (e.g. DTD's 'images' folder) "
             "or leave it unset to use the built-in procedural textures"
         )

@@ -1,4 +1,4 @@
-"""Training: the joint DiffusionAD recipe (DESIGN section 2) with resumable, atomic checkpoints.
+"""Training: the joint DiffusionAD recipe (docs/method.md §2) with resumable, atomic checkpoints.
 
 One training step:
 
@@ -35,14 +35,15 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .checkpoint import CheckpointError, atomic_path, load_checkpoint, remove_stale_temporaries, save_checkpoint, save_weights
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, save_weights
+from .files import atomic_path, remove_stale_temporaries, trim_jsonl
 from .losses import LossOutput, diffusionad_loss, sample_timesteps
 from .model import DiffusionAD
+from .runtime import (AMP_MODES, AmpMode, Networks, autocast, compile_networks, distributed, memory_format, randn,
+                      resolve_device, rng_state, set_rng_state, use_bf16)
 
-__all__ = ["TrainConfig", "TRAIN_PRESETS", "fit", "FitResult", "TrainingError", "resolve_device", "initial_model",
-           "describe_init", "set_threads"]
+__all__ = ["TrainConfig", "TRAIN_PRESETS", "fit", "FitResult", "TrainingError"]
 
-Amp = Literal["auto", "bf16", "off"]
 _BUDGET_KEYS = ("steps", "epochs", "minutes")
 
 
@@ -90,7 +91,7 @@ class TrainConfig:
     log_every: int = 10
     # speed (see the performance notes in the README)
     device: str = "auto"
-    amp: Amp = "auto"
+    amp: AmpMode = "auto"
     channels_last: bool = False
     compile: bool = False
     grad_checkpointing: bool = False
@@ -114,8 +115,8 @@ class TrainConfig:
         checks["init"] = isinstance(self.init, str) and bool(self.init)
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
-            raise ValueError(f"invalid training setting(s): " + ", ".join(f"{n}={getattr(self, n)!r}" for n in bad))
-        for name, choices in (("seg_lr_schedule", ("constant", "released")), ("amp", ("auto", "bf16", "off")),
+            raise ValueError("invalid training setting(s): " + ", ".join(f"{n}={getattr(self, n)!r}" for n in bad))
+        for name, choices in (("seg_lr_schedule", ("constant", "released")), ("amp", AMP_MODES),
                               ("fused_adam", ("auto", "on", "off")), ("preset", ("tiny", "small", "paper"))):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name}={getattr(self, name)!r} is unknown; choose one of {choices}")
@@ -170,33 +171,6 @@ class FitResult:
     weights: Optional[Path] = None
 
 
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> CUDA when available else CPU; anything else is checked and returned."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"device {name!r} is not a valid torch device; use auto, cpu or cuda") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu")
-    return device
-
-
-def set_threads(threads: Optional[int] = None) -> int:
-    """Set torch's intra-op thread count and return it; None keeps torch's default (all cores).
-
-    On a small machine shared with another busy process, spinning OpenMP threads are what make
-    several threads slow; ``diffad_core`` sets ``OMP_WAIT_POLICY=PASSIVE`` (when torch is imported
-    after it), and with that the default is never slower than one thread (README, Threads).
-    """
-    if threads is not None:
-        if threads < 1:
-            raise ValueError(f"threads={threads} must be >= 1")
-        torch.set_num_threads(threads)
-    return torch.get_num_threads()
-
-
 def _seed(*parts: int) -> int:
     """A well-mixed 63-bit seed from integers (numpy's SeedSequence)."""
     return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint64)[0] >> 1)
@@ -225,31 +199,18 @@ class _BatchSampler:
 class _JointLoss(nn.Module):
     """The whole loss as one module, so DistributedDataParallel sees one forward per backward."""
 
-    def __init__(self, model: DiffusionAD, unet: Callable, segnet: Callable) -> None:
+    def __init__(self, model: DiffusionAD, nets: Networks) -> None:
         super().__init__()
         self.model = model
-        self._unet, self._segnet = unet, segnet
+        self._nets = nets
 
     def forward(self, x_aug: Tensor, mask: Tensor, label: Tensor, draws: dict[str, Tensor], cfg: TrainConfig) -> LossOutput:
         return diffusionad_loss(
-            self._unet, self._segnet, self.model.schedule, self.model.to_model_space(x_aug), mask, label,
+            self._nets.unet, self._nets.segnet, self.model.schedule, self.model.to_model_space(x_aug), mask, label,
             w=cfg.w, focal_weight=cfg.focal_weight, focal_alpha=cfg.focal_alpha, focal_gamma=cfg.focal_gamma,
             **draws,
         )
 
-
-def _distributed() -> tuple[int, int]:
-    """(rank, world size); joins the process group when started by ``torchrun`` (WORLD_SIZE > 1).
-
-    The backend is NCCL when CUDA is available and gloo otherwise (CPU, the tests).
-    """
-    if not dist.is_available():
-        return 0, 1
-    if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def _budget_steps(cfg: TrainConfig, n_train: int) -> Optional[int]:
@@ -262,19 +223,6 @@ def _budget_steps(cfg: TrainConfig, n_train: int) -> Optional[int]:
     return max(1, math.ceil(3000 * n_train / cfg.batch_size))
 
 
-def _rng_state() -> dict[str, Tensor]:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def _set_rng_state(state: dict[str, Tensor]) -> None:
-    if "torch" in state:
-        torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-
 
 _MODEL_KEYS = ("preset", "image_size", "num_train_timesteps", "beta_schedule", "pixel_range")
 
@@ -283,46 +231,73 @@ def _all_finite(model: nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
-def fit(
-    config: TrainConfig,
-    train: Any,
-    *,
-    kind: Literal["texture", "object"] = "texture",
-    out_dir: Optional[Union[str, os.PathLike]] = None,
-    resume: bool = False,
-    progress: bool = True,
-    callback: Optional[Callable[[dict[str, float]], None]] = None,
-    model: Optional[DiffusionAD] = None,
-) -> FitResult:
-    """Train DiffusionAD on normal images.
+@dataclass
+class _Run:
+    """Everything one training run holds between steps (built by :func:`_setup`)."""
 
-    Args:
-        config: the settings (:class:`TrainConfig`).
-        train: the training split: a :class:`diffad_core.data.SplitTensors`, a dataset the readers
-            return, or a float tensor (N, 3, H, W) in [0, 1].
-        kind: ``"texture"`` or ``"object"`` - picks the anomaly sources (DESIGN section 4).
-        out_dir: where ``checkpoint.pt`` (every ``checkpoint_every`` steps and at the end),
-            ``log.jsonl``, ``train_config.json`` and the final ``model.safetensors`` go; None keeps
-            everything in memory (notebooks).
-        resume: continue from ``out_dir/checkpoint.pt``.
-        progress: show a progress bar on stdout with the loss parts.
-        callback: called with each logged record (for live curves).
-        model: start from this model instead of a fresh one built from the preset.
+    config: TrainConfig
+    model: DiffusionAD
+    joint: nn.Module
+    opt_unet: torch.optim.Optimizer
+    opt_seg: torch.optim.Optimizer
+    schedulers: dict[str, Any]
+    synth: Any
+    sampler: _BatchSampler
+    images: Tensor
+    foreground: Optional[Tensor]
+    kind: str
+    device: torch.device
+    rank: int
+    world: int
+    local_batch: int
+    use_amp: bool
+    fmt: torch.memory_format
+    total_steps: Optional[int]
+    start_step: int
+    elapsed_before: float
+    out: Optional[Path]
 
-    Returns:
-        :class:`FitResult` with the model in eval mode and the loss history.
+    @property
+    def n_train(self) -> int:
+        return int(self.images.shape[0])
 
-    Raises:
-        TrainingError: a non-finite loss (the last good checkpoint is kept) or a resume mismatch.
-    """
+    @property
+    def checkpoint(self) -> Optional[Path]:
+        return self.out / "checkpoint.pt" if self.out is not None else None
+
+
+def _resume_state(config: TrainConfig, out: Optional[Path]) -> Optional[dict[str, Any]]:
+    """The checkpoint to continue from, checked against ``config`` (model keys, seed, batch)."""
+    if out is None:
+        raise ValueError("resume=True needs out_dir (the folder of the run to continue)")
+    path = out / "checkpoint.pt"
+    if not path.is_file():
+        raise CheckpointError(f"cannot resume: {path} does not exist (start without --resume)")
+    state = load_checkpoint(path)
+    saved = state["train_config"]
+    diff = [k for k in _MODEL_KEYS + ("seed", "batch_size") if saved.get(k) != getattr(config, k)]
+    if diff:
+        raise TrainingError(
+            f"cannot resume {path}: settings differ from the saved run: "
+            + ", ".join(f"{k} saved {saved.get(k)!r} vs now {getattr(config, k)!r}" for k in diff)
+        )
+    return state
+
+
+def _setup(config: TrainConfig, train: Any, kind: Optional[str], out_dir: Any, resume: bool,
+           model: Optional[DiffusionAD]) -> _Run:
+    """Data, model, optimizers, synthesizer and the resumed state of one run."""
     from .data import SplitTensors, load_tensors  # local: the data package imports heavy readers
     from .synthesis import AnomalySynthesizer
 
-    rank, world = _distributed()
+    rank, world = distributed()
     device = resolve_device(config.device)
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
-    images, foreground = _training_tensors(train, load_tensors, SplitTensors)
+    images, foreground, data_kind = _training_tensors(train, load_tensors, SplitTensors)
+    kind = kind or data_kind or "texture"
+    if kind not in ("texture", "object"):
+        raise ValueError(f"kind={kind!r} is not valid; use 'texture' or 'object'")
     n_train = images.shape[0]
     if n_train == 0:
         raise ValueError("the training split has no images")
@@ -333,36 +308,19 @@ def fit(
         )
     if config.batch_size % world:
         raise ValueError(f"batch_size={config.batch_size} is not divisible by the {world} processes")
-    local_batch = config.batch_size // world
 
     out = Path(out_dir) if out_dir is not None else None
-    ckpt_path = out / "checkpoint.pt" if out else None
-    start_step, elapsed_before = 0, 0.0
-    state = None
-    if resume:
-        if ckpt_path is None:
-            raise ValueError("resume=True needs out_dir (the folder of the run to continue)")
-        if not ckpt_path.is_file():
-            raise CheckpointError(f"cannot resume: {ckpt_path} does not exist (start without --resume)")
-        state = load_checkpoint(ckpt_path)
-        saved = state["train_config"]
-        diff = [k for k in _MODEL_KEYS + ("seed", "batch_size") if saved.get(k) != getattr(config, k)]
-        if diff:
-            raise TrainingError(
-                f"cannot resume {ckpt_path}: settings differ from the saved run: "
-                + ", ".join(f"{k} saved {saved.get(k)!r} vs now {getattr(config, k)!r}" for k in diff)
-            )
-        start_step = int(state["step"])
-        elapsed_before = float(state["extra"].get("seconds", 0.0))
-
+    state = _resume_state(config, out) if resume else None
     if model is None:
+        from .pretrained import initial_model
+
         model = initial_model(config)
     if state is not None:
         model.load_state_dict(state["model"])
     model = model.to(device).train()
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    fmt = memory_format(config.channels_last)
     if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=fmt)
 
     fused = (config.fused_adam == "on") or (config.fused_adam == "auto" and device.type == "cuda")
     opt_kw = {"fused": True} if fused else {}
@@ -379,172 +337,191 @@ def fit(
         for name, sch in schedulers.items():
             if name in state["schedulers"]:
                 sch.load_state_dict(state["schedulers"][name])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
 
-    unet_fn: Callable = torch.compile(model.unet) if config.compile else model.unet
-    seg_fn: Callable = torch.compile(model.segnet) if config.compile else model.segnet
-    joint: nn.Module = _JointLoss(model, unet_fn, seg_fn)
+    joint: nn.Module = _JointLoss(model, compile_networks(model, enabled=config.compile))
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
         joint = DistributedDataParallel(joint, device_ids=[device.index] if device.type == "cuda" else None)
 
-    synth = AnomalySynthesizer(kind=kind, p_anomaly=config.p_anomaly, anomaly_source=config.anomaly_source)
-    sampler = _BatchSampler(n_train, config.seed)
-    use_amp = config.amp == "bf16" or (config.amp == "auto" and device.type == "cuda")
-    total_steps = _budget_steps(config, n_train)
-    T = config.num_train_timesteps
-
+    run = _Run(
+        config=config, model=model, joint=joint, opt_unet=opt_unet, opt_seg=opt_seg, schedulers=schedulers,
+        synth=AnomalySynthesizer(kind=kind, p_anomaly=config.p_anomaly, anomaly_source=config.anomaly_source),
+        sampler=_BatchSampler(n_train, config.seed), images=images, foreground=foreground, kind=kind,
+        device=device, rank=rank, world=world, local_batch=config.batch_size // world,
+        use_amp=use_bf16(config.amp, device), fmt=fmt, total_steps=_budget_steps(config, n_train),
+        start_step=int(state["step"]) if state is not None else 0,
+        elapsed_before=float(state["extra"].get("seconds", 0.0)) if state is not None else 0.0, out=out,
+    )
     if out and rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out)  # half-written files of a run killed during a write
         with atomic_path(out / "train_config.json") as tmp:
             tmp.write_text(json.dumps(config.to_dict(), indent=2))
-        _trim_log(out / "log.jsonl", start_step)
+        trim_jsonl(out / "log.jsonl", "step", run.start_step)
+    return run
 
+
+def _train_step(run: _Run, step: int) -> LossOutput:
+    """Step ``step`` (0-based): batch, synthetic anomalies, joint loss, one Adam step per network.
+
+    Every draw comes from a generator seeded by (seed, step, rank) on the CPU, so a resumed run
+    repeats the uninterrupted one exactly.
+    """
+    cfg, device, local_batch = run.config, run.device, run.local_batch
+    idx = run.sampler.indices(step * cfg.batch_size + run.rank * local_batch, local_batch)
+    gen = torch.Generator(device="cpu").manual_seed(_seed(cfg.seed, step, run.rank))
+    batch = run.images[idx].to(device, non_blocking=True).float().div_(255.0)
+    fg = run.foreground[idx].to(device, non_blocking=True).float() if run.foreground is not None else None
+    syn = run.synth(batch, fg, generator=gen)
+    x_aug = syn.image.contiguous(memory_format=run.fmt)
+    T = cfg.num_train_timesteps
+    draws = {
+        "t_s": sample_timesteps(local_batch, 0, cfg.t_s_max, generator=gen).to(device),
+        "t_b": sample_timesteps(local_batch, cfg.t_s_max, T, generator=gen).to(device),
+        "noise_s": randn(x_aug.shape, generator=gen, device=device),
+        "noise_b": randn(x_aug.shape, generator=gen, device=device),
+    }
+    with autocast(run.use_amp, device):
+        parts = run.joint(x_aug, syn.mask.to(device), syn.label.to(device), draws, cfg)
+    run.opt_unet.zero_grad(set_to_none=True)
+    run.opt_seg.zero_grad(set_to_none=True)
+    parts.total.backward()
+    run.opt_unet.step()
+    run.opt_seg.step()
+    for sch in run.schedulers.values():
+        sch.step()
+    return parts
+
+
+def _save(run: _Run, step_done: int, seconds: float) -> Optional[Path]:
+    """Write the training checkpoint (rank 0 only); refuses non-finite weights."""
+    path = run.checkpoint
+    if path is None or run.rank != 0:
+        return None
+    if not _all_finite(run.model):
+        kept = f"kept the last good checkpoint {path}" if path.is_file() else "no checkpoint was written"
+        raise TrainingError(f"non-finite weights at step {step_done}; {kept}")
+    return save_checkpoint(
+        path, model=run.model, optimizers={"unet": run.opt_unet, "seg": run.opt_seg}, schedulers=run.schedulers,
+        step=step_done, train_config=run.config.to_dict(), rng=rng_state(), extra={"seconds": seconds, "kind": run.kind},
+    )
+
+
+def _log(run: _Run, running: dict[str, Tensor], step: int, seconds: float,
+         callback: Optional[Callable[[dict[str, float]], None]], bar: Any) -> dict[str, float]:
+    """One log record (mean loss parts since the last one): checked, appended to log.jsonl, shown."""
+    record = _log_record(running, step, run.n_train, run.config, run.opt_unet, run.opt_seg, seconds)
+    checkpoint = run.checkpoint
+    if not math.isfinite(record["loss"]):
+        raise TrainingError(
+            f"the loss became {record['loss']} at step {step}; training stopped"
+            + (f" and the last good checkpoint {checkpoint} was kept" if checkpoint and checkpoint.is_file() else "")
+            + ". Lower the learning rates or check the input images"
+        )
+    if run.out and run.rank == 0:
+        with open(run.out / "log.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+    if callback is not None and run.rank == 0:
+        callback(record)
+    if bar is not None:
+        bar.set_postfix(loss=f"{record['loss']:.4f}", noise=f"{record['noise']:.4f}",
+                        focal=f"{record['focal']:.4f}", l1=f"{record['smooth_l1']:.4f}", refresh=False)
+    return record
+
+
+def fit(
+    config: TrainConfig,
+    train: Any,
+    *,
+    kind: Optional[Literal["texture", "object"]] = None,
+    out_dir: Optional[Union[str, os.PathLike]] = None,
+    resume: bool = False,
+    progress: bool = True,
+    callback: Optional[Callable[[dict[str, float]], None]] = None,
+    model: Optional[DiffusionAD] = None,
+) -> FitResult:
+    """Train DiffusionAD on normal images.
+
+    Args:
+        config: the settings (:class:`TrainConfig`).
+        train: the training split: a :class:`diffad_core.data.SplitTensors`, a dataset the readers
+            return, or a float tensor (N, 3, H, W) in [0, 1].
+        kind: ``"texture"`` or ``"object"`` - picks the anomaly sources (docs/method.md §4). None
+            (default) takes the kind the dataset or ``SplitTensors`` carries; "texture" for a
+            plain tensor.
+        out_dir: where ``checkpoint.pt`` (every ``checkpoint_every`` steps and at the end),
+            ``log.jsonl``, ``train_config.json`` and the final ``model.safetensors`` go; None keeps
+            everything in memory (notebooks).
+        resume: continue from ``out_dir/checkpoint.pt``.
+        progress: show a progress bar on stdout with the loss parts.
+        callback: called with each logged record (for live curves).
+        model: start from this model instead of the one ``config.init`` names.
+
+    Returns:
+        :class:`FitResult` with the model in eval mode and the loss history.
+
+    Raises:
+        TrainingError: a non-finite loss (the last good checkpoint is kept) or a resume mismatch.
+    """
+    run = _setup(config, train, kind, out_dir, resume, model)
     history: list[dict[str, float]] = []
     bar = None
-    if progress and rank == 0:
+    if progress and run.rank == 0:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total_steps, initial=start_step, file=sys.stdout, desc="train", dynamic_ncols=True, leave=False)
-
-    def save(step_done: int, seconds: float) -> Optional[Path]:
-        if ckpt_path is None or rank != 0:
-            return None
-        if not _all_finite(model):
-            kept = f"kept the last good checkpoint {ckpt_path}" if ckpt_path.is_file() else "no checkpoint was written"
-            raise TrainingError(f"non-finite weights at step {step_done}; {kept}")
-        return save_checkpoint(
-            ckpt_path, model=model, optimizers={"unet": opt_unet, "seg": opt_seg}, schedulers=schedulers,
-            step=step_done, train_config=config.to_dict(), rng=_rng_state(), extra={"seconds": seconds, "kind": kind},
-        )
+        bar = tqdm(total=run.total_steps, initial=run.start_step, file=sys.stdout, desc="train", dynamic_ncols=True,
+                   leave=False)
 
     t0 = time.perf_counter()
-    step = start_step
+    step = run.start_step
     running: dict[str, Tensor] = {}
     try:
         while True:
-            seconds = elapsed_before + time.perf_counter() - t0
-            if total_steps is not None and step >= total_steps:
+            seconds = run.elapsed_before + time.perf_counter() - t0
+            if run.total_steps is not None and step >= run.total_steps:
                 break
-            if total_steps is None and _time_up(seconds, config.minutes, world, device):
+            if run.total_steps is None and _time_up(seconds, config.minutes, run.world, run.device):
                 break
-            idx = sampler.indices(step * config.batch_size + rank * local_batch, local_batch)
-            gen = torch.Generator(device="cpu").manual_seed(_seed(config.seed, step, rank))
-            batch = images[idx].to(device, non_blocking=True).float().div_(255.0)
-            fg = foreground[idx].to(device, non_blocking=True).float() if foreground is not None else None
-            syn = synth(batch, fg, generator=gen)
-            x_aug = syn.image.contiguous(memory_format=memory_format)
-            draws = {
-                "t_s": sample_timesteps(local_batch, 0, config.t_s_max, generator=gen).to(device),
-                "t_b": sample_timesteps(local_batch, config.t_s_max, T, generator=gen).to(device),
-                "noise_s": torch.randn(x_aug.shape, generator=gen).to(device),
-                "noise_b": torch.randn(x_aug.shape, generator=gen).to(device),
-            }
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                parts = joint(x_aug, syn.mask.to(device), syn.label.to(device), draws, config)
-            opt_unet.zero_grad(set_to_none=True)
-            opt_seg.zero_grad(set_to_none=True)
-            parts.total.backward()
-            opt_unet.step()
-            opt_seg.step()
-            for sch in schedulers.values():
-                sch.step()
+            parts = _train_step(run, step)
             step += 1
             for name in ("total", "noise", "focal", "smooth_l1"):
                 value = getattr(parts, name).detach()
-                running[name] = running.get(name, torch.zeros((), device=device)) + value
-            if step % config.log_every == 0 or step == total_steps:
-                record = _log_record(running, step, n_train, config, opt_unet, opt_seg, elapsed_before + time.perf_counter() - t0)
+                running[name] = running.get(name, torch.zeros((), device=run.device)) + value
+            if step % config.log_every == 0 or step == run.total_steps:
+                history.append(_log(run, running, step, run.elapsed_before + time.perf_counter() - t0, callback, bar))
                 running = {}
-                if not math.isfinite(record["loss"]):
-                    raise TrainingError(
-                        f"the loss became {record['loss']} at step {step}; training stopped"
-                        + (f" and the last good checkpoint {ckpt_path} was kept" if ckpt_path and ckpt_path.is_file() else "")
-                        + ". Lower the learning rates or check the input images"
-                    )
-                history.append(record)
-                if out and rank == 0:
-                    with open(out / "log.jsonl", "a") as fh:
-                        fh.write(json.dumps(record) + "\n")
-                if callback is not None and rank == 0:
-                    callback(record)
-                if bar is not None:
-                    bar.set_postfix(loss=f"{record['loss']:.4f}", noise=f"{record['noise']:.4f}",
-                                    focal=f"{record['focal']:.4f}", l1=f"{record['smooth_l1']:.4f}", refresh=False)
             if bar is not None:
                 bar.update(1)
             if step % config.checkpoint_every == 0:
-                save(step, elapsed_before + time.perf_counter() - t0)
+                _save(run, step, run.elapsed_before + time.perf_counter() - t0)
     finally:
         if bar is not None:
             bar.close()
-    seconds = elapsed_before + time.perf_counter() - t0
-    result = FitResult(model=model.eval(), steps=step, seconds=seconds, history=history, out_dir=out)
-    if out is not None and rank == 0:
-        result.checkpoint = save(step, seconds)
-        result.weights = save_weights(out / "model.safetensors", model, metadata={"steps": str(step), "kind": kind})
-    if world > 1:
+    seconds = run.elapsed_before + time.perf_counter() - t0
+    result = FitResult(model=run.model.eval(), steps=step, seconds=seconds, history=history, out_dir=run.out)
+    if run.out is not None and run.rank == 0:
+        result.checkpoint = _save(run, step, seconds)
+        result.weights = save_weights(run.out / "model.safetensors", run.model,
+                                      metadata={"steps": str(step), "kind": run.kind})
+    if run.world > 1:
         dist.barrier()  # the other ranks wait until rank 0 has written the final files
     return result
 
 
-def initial_model(config: TrainConfig) -> DiffusionAD:
-    """The model training starts from: seeded random weights, or ``config.init``'s weights.
-
-    ``init="pretrained"`` takes the shipped starting point of ``config.preset``
-    (:func:`diffad_core.pretrained.pretrained_start`); a path takes that model file. Either must
-    have the preset's architecture; the weights are loaded into a model built at
-    ``config.image_size`` (the networks are fully convolutional, so 64 px weights serve 128 px).
-    """
-    recon_over = {"use_checkpoint": True} if config.grad_checkpointing else {}
-    with torch.random.fork_rng(devices=[]):  # the initial weights depend on the seed only
-        torch.manual_seed(config.seed)
-        model = DiffusionAD.from_preset(
-            config.preset, image_size=config.image_size, num_train_timesteps=config.num_train_timesteps,
-            beta_schedule=config.beta_schedule, pixel_range=config.pixel_range, recon_overrides=recon_over,
-        )
-    if config.init == "scratch":
-        return model
-    from .checkpoint import load_model
-    from .pretrained import pretrained_start
-
-    path = pretrained_start(config.preset, config.image_size) if config.init == "pretrained" else Path(config.init)
-    if not path.is_file():
-        raise ValueError(f"init={config.init!r}: {path} is not a file; use scratch, pretrained or a model file")
-    source = load_model(path)
-    if source.config.pixel_range != config.pixel_range or source.schedule.num_train_timesteps != config.num_train_timesteps:
-        raise ValueError(f"init model {path} was trained with pixel_range={source.config.pixel_range!r}, "
-                         f"T={source.schedule.num_train_timesteps}; this run has {config.pixel_range!r}, T={config.num_train_timesteps}")
-    try:
-        model.load_state_dict(source.state_dict())
-    except RuntimeError:
-        raise ValueError(f"init model {path} (preset {source.config.preset!r}) does not fit preset "
-                         f"{config.preset!r}; pick a file trained with --preset {config.preset} or --init scratch") from None
-    return model
-
-
-def describe_init(config: TrainConfig) -> str:
-    """One phrase for the training log: where the weights start from."""
-    if config.init == "pretrained":
-        from .pretrained import pretrained_start
-
-        return f"pretrained start {pretrained_start(config.preset, config.image_size).name}"
-    return "scratch" if config.init == "scratch" else f"weights of {config.init}"
-
-
-def _training_tensors(train: Any, load_tensors: Callable, split_type: type) -> tuple[Tensor, Optional[Tensor]]:
-    """(images uint8 (N, 3, H, W), foreground uint8 (N, 1, H, W) or None) from any accepted input."""
+def _training_tensors(train: Any, load_tensors: Callable, split_type: type) -> tuple[Tensor, Optional[Tensor], Optional[str]]:
+    """(images uint8 (N, 3, H, W), foreground uint8 (N, 1, H, W) or None, the data's kind or None)."""
     if isinstance(train, Tensor):
         if train.dim() != 4 or train.shape[1] != 3:
             raise ValueError(f"training tensor must be (N, 3, H, W), got {tuple(train.shape)}")
         if train.is_floating_point():
             train = (train.clamp(0, 1) * 255).round().to(torch.uint8)
-        return train, None
+        return train, None, None
+    kind = getattr(train, "kind", None)  # readers and SplitTensors carry the category's kind
     if not isinstance(train, split_type):
         train = load_tensors(train)
-    return train.images, train.foreground
+    return train.images, train.foreground, kind or getattr(train, "kind", None)
 
 
 def _time_up(seconds: float, minutes: Optional[float], world: int, device: torch.device) -> bool:
@@ -571,18 +548,3 @@ def _log_record(running: dict[str, Tensor], step: int, n_train: int, cfg: TrainC
         "lr_seg": opt_seg.param_groups[0]["lr"],
         "seconds": round(seconds, 3),
     }
-
-
-def _trim_log(path: Path, keep_until: int) -> None:
-    """Drop log lines written after the checkpoint we resume from (or all of them on a fresh run)."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= keep_until:
-                kept.append(line)
-        except json.JSONDecodeError:
-            continue
-    with atomic_path(path) as tmp:
-        tmp.write_text("".join(line + "\n" for line in kept))

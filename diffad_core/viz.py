@@ -1,4 +1,5 @@
-"""Figures: image grids, anomaly-map overlays, ROC / PRO curves, score histograms, loss curves.
+"""Figures: image grids, anomaly-map overlays, ROC / PRO curves, score histograms, loss curves,
+noise schedules.
 
 Every ``plot_*`` / ``show_*`` function builds a :class:`matplotlib.figure.Figure` directly (not
 through ``pyplot``) and returns it; nothing here calls ``plt.show``. So the functions work under
@@ -9,10 +10,13 @@ atomically and closes it.
 Inputs may be NumPy arrays or torch tensors (any device). Images are (3, H, W) or (H, W, 3)
 (a batch adds a leading N), float in [0, 1] or uint8 in 0..255; anomaly maps are (H, W) or
 (1, H, W) with values in [0, 1] (the segmentation output M); masks are {0, 1} or {0, 255}.
+:func:`as_image` and :func:`as_map` are the conversions every function here applies to its
+inputs; they are public so that other figures (the course's explorers, :mod:`diffad_core.course`)
+read their inputs the same way.
 
 Display only: :func:`overlay_anomaly_map` can blur the map with a Gaussian (sigma = 4 px, as the
 released code does for its pictures). The blur is for pictures only; every metric uses the raw
-map M (DESIGN section 1).
+map M (docs/method.md §1).
 """
 
 from __future__ import annotations
@@ -27,7 +31,11 @@ import torch
 from matplotlib.figure import Figure
 from scipy import ndimage
 
+from .metrics import ArrayLike, has_both_classes
+
 __all__ = [
+    "as_image",
+    "as_map",
     "show_images",
     "overlay_anomaly_map",
     "plot_samples",
@@ -35,11 +43,10 @@ __all__ = [
     "plot_pro",
     "plot_score_histogram",
     "plot_loss_curves",
+    "plot_schedules",
     "save_figure",
     "DISPLAY_BLUR_SIGMA",
 ]
-
-ArrayLike = Union[np.ndarray, torch.Tensor]
 
 #: Gaussian blur (pixels) the released code applies to anomaly maps for pictures only.
 DISPLAY_BLUR_SIGMA: float = 4.0
@@ -61,8 +68,19 @@ def _numpy(x: ArrayLike) -> np.ndarray:
     return np.asarray(x)
 
 
-def _as_image(image: ArrayLike) -> np.ndarray:
-    """One image as float (H, W, 3) or (H, W) in [0, 1], from CHW / HWC / HW, uint8 or float."""
+def as_image(image: ArrayLike) -> np.ndarray:
+    """One image as a NumPy array ready for ``imshow``: float32 (H, W, 3), or (H, W) for grey.
+
+    Args:
+        image: (3, H, W), (H, W, 3), (1, H, W), (H, W, 1) or (H, W); NumPy or torch (any device).
+            uint8 is divided by 255, bool becomes {0, 1}, float is clipped to [0, 1].
+
+    Returns:
+        float32 (H, W, 3) or (H, W) in [0, 1], a new array.
+
+    Raises:
+        ValueError: any other shape (e.g. a batch (N, 3, H, W): pass one image).
+    """
     a = _numpy(image)
     if a.ndim == 3 and a.shape[-1] not in (1, 3) and a.shape[0] in (1, 3):
         a = np.moveaxis(a, 0, -1)  # (C, H, W) -> (H, W, C); (H, W, C) is taken as it is
@@ -79,8 +97,16 @@ def _as_image(image: ArrayLike) -> np.ndarray:
     return np.clip(a.astype(np.float32), 0.0, 1.0)
 
 
-def _as_map(amap: ArrayLike, name: str = "anomaly map") -> np.ndarray:
-    """One map as float32 (H, W), from (H, W) or (1, H, W)."""
+def as_map(amap: ArrayLike, name: str = "anomaly map") -> np.ndarray:
+    """One anomaly map (or mask) as float32 (H, W), from (H, W) or (1, H, W); values unchanged.
+
+    Args:
+        amap: the map M (or a mask), NumPy or torch (any device).
+        name: what to call it in the error message.
+
+    Raises:
+        ValueError: any other shape.
+    """
     a = _numpy(amap)
     if a.ndim == 3 and a.shape[0] == 1:
         a = a[0]
@@ -142,7 +168,7 @@ def show_images(
         raise ValueError(f"got {len(items)} images but {len(titles)} titles")
     fig, axes = _grid(len(items), ncols, cell_size, cell_size)
     for i, (ax, item) in enumerate(zip(axes, items)):
-        img = _as_image(item)
+        img = as_image(item)
         ax.imshow(img, cmap=cmap if img.ndim == 2 else None, vmin=0.0, vmax=1.0)
         ax.set_axis_off()
         if titles is not None:
@@ -179,10 +205,10 @@ def overlay_anomaly_map(
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     if not vmax > vmin:
         raise ValueError(f"vmax must be greater than vmin, got vmin={vmin}, vmax={vmax}")
-    img = _as_image(image)
+    img = as_image(image)
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=-1)
-    m = _as_map(amap)
+    m = as_map(amap)
     if m.shape != img.shape[:2]:
         raise ValueError(f"anomaly map is {m.shape} but the image is {img.shape[:2]} (H, W); resize one of them")
     if blur_sigma is not None and blur_sigma > 0:
@@ -228,12 +254,12 @@ def plot_samples(
     fig = Figure(figsize=(cell_size * k + 0.6, cell_size * 4), layout="constrained")
     axes = fig.subplots(4, k, squeeze=False)
     for j in range(k):
-        img = _as_image(cols[0][j])
+        img = as_image(cols[0][j])
         panels = [
             img,
-            _as_image(cols[1][j]),
+            as_image(cols[1][j]),
             overlay_anomaly_map(img, cols[2][j], blur_sigma=blur_sigma),
-            (_as_map(cols[3][j], "mask") > 0).astype(np.float32),
+            (as_map(cols[3][j], "mask") > 0).astype(np.float32),
         ]
         for r, panel in enumerate(panels):
             ax = axes[r, j]
@@ -264,18 +290,13 @@ def _undefined(ax, message: str) -> None:
     ax.set_ylim(0, 1)
 
 
-def _two_classes(y: np.ndarray) -> bool:
-    n_pos = int(np.count_nonzero(y))
-    return 0 < n_pos < y.size
-
-
 def _roc_panel(ax, scores: np.ndarray, truth: np.ndarray, what: str) -> None:
     from sklearn.metrics import auc, roc_curve
 
     ax.set_title(f"{what} ROC")
     ax.set_xlabel("false-positive rate")
     ax.set_ylabel("true-positive rate")
-    if not _two_classes(truth):
+    if not has_both_classes(truth):
         _undefined(ax, f"{what} ROC undefined:\nonly one class in the ground truth")
         return
     fpr, tpr, _ = roc_curve(truth, scores)
@@ -329,7 +350,7 @@ def plot_pro(maps: ArrayLike, masks: ArrayLike, *, fpr_limit: float = 0.3) -> Fi
     Returns:
         Figure with 1 axes.
     """
-    from .metrics import pro_curve
+    from .metrics import pro_curve, trapezoid_area
 
     m, g = _maps_stack(maps, "maps"), _maps_stack(masks, "masks")
     fig = Figure(figsize=(4.5, 4.0), layout="constrained")
@@ -337,11 +358,11 @@ def plot_pro(maps: ArrayLike, masks: ArrayLike, *, fpr_limit: float = 0.3) -> Fi
     ax.set_title("per-region overlap (PRO)")
     ax.set_xlabel("false-positive rate")
     ax.set_ylabel("PRO")
-    if m.shape == g.shape and not _two_classes(g > 0):
+    if m.shape == g.shape and not has_both_classes(g > 0):
         _undefined(ax, "PRO undefined:\nthe masks need both normal and anomalous pixels")
         return fig
     curve = pro_curve(m, g, fpr_limit=fpr_limit)
-    area = float(np.sum(np.diff(curve.fpr) * (curve.pro[1:] + curve.pro[:-1]) / 2.0)) / fpr_limit
+    area = trapezoid_area(curve.pro, curve.fpr) / fpr_limit
     fpr, pro = _resample(curve.fpr, curve.pro)
     ax.plot(fpr, pro, lw=1.5, label=f"AUPRO@{fpr_limit:g} = {100 * area:.1f} %")
     ax.fill_between(fpr, pro, alpha=0.15)
@@ -408,7 +429,7 @@ def plot_loss_curves(
 
     Args:
         records: training log, one dict per logged step with ``step`` and some of ``keys``
-            (total ``loss`` = noise + 5 focal + smooth_l1, DESIGN section 2).
+            (total ``loss`` = noise + 5 focal + smooth_l1, docs/method.md §2).
         keys: which terms to draw, in this order; terms absent from every record are skipped.
         smoothing: exponential moving average factor in [0, 1) (0 draws the raw values; the raw
             values stay visible, faint, when smoothing).

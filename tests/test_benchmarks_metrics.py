@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+from _bench import run_benchmark
 
-ROOT = Path(__file__).resolve().parents[1]
 KEYS = {
     "benchmark", "device", "preset", "image_size", "n_maps", "aupro_exact_s", "aupro_1000thr_s",
     "aupro_speedup", "aupro_exact", "aupro_1000thr", "aupro_abs_diff",
@@ -16,14 +11,7 @@ KEYS = {
 
 
 def test_bench_metrics_quick_prints_json_line():
-    paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_metrics.py"), "--quick"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = run_benchmark("bench_metrics.py", "--quick")
     assert KEYS <= set(result)
     assert result["benchmark"] == "metrics" and result["device"] == "cpu"
     assert result["preset"] is None

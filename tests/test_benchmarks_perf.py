@@ -5,15 +5,9 @@ These check that the benchmarks run and report what they promise, never how fast
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from _bench import run_benchmark
 
 INFERENCE_KEYS = {
     "benchmark", "device", "preset", "image_size", "batch", "released_style_img_s", "fast_img_s", "speedup",
@@ -26,15 +20,8 @@ TRAIN_KEYS = {
 }
 
 
-def _run(script: str, *args: str) -> dict:
-    paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--device", "cpu", "--threads", "1", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def _run(script: str) -> dict:
+    return run_benchmark(script, "--quick", "--device", "cpu", "--threads", "1")
 
 
 def _positive(value: object) -> bool:

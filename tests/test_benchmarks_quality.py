@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
+from _bench import run_benchmark
 
 
 def test_bench_quality_quick_prints_json_line():
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_quality.py"), "--quick", "--threads", "1"],
-                          capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = run_benchmark("bench_quality.py", "--quick", "--threads", "1", timeout=600)
     assert result["benchmark"] == "quality" and (result["t_s"], result["t_b"], result["w"]) == (200, 400, 1.0)
     row = result["categories"]["brick"]
     assert set(row) == {"image_auroc", "pixel_auroc", "aupro", "psnr_db"}

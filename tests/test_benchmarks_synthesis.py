@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
+from _bench import run_benchmark
 
 
 def test_bench_synthesis_quick_prints_json():
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_synthesis.py"), "--quick",
-           "--image-size", "32", "--batch", "4", "--batches", "2", "--device", "cpu"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = run_benchmark("bench_synthesis.py", "--quick", "--image-size", "32", "--batch", "4", "--batches", "2",
+                           "--device", "cpu")
     expected = {"benchmark", "device", "image_size", "batch", "batched_img_s", "per_sample_img_s", "ratio"}
     assert expected <= set(result)
     assert result["benchmark"] == "synthesis" and result["device"] == "cpu"

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffad_core.checkpoint import CheckpointError, atomic_path, load_checkpoint, load_model, save_checkpoint, save_weights
+from diffad_core.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint, save_weights
+from diffad_core.files import atomic_path
 from diffad_core.model import DiffusionAD
 
 
@@ -114,7 +115,7 @@ def test_half_precision_weights_load_into_float32(tmp_path, model):
 
 
 def test_stale_temporaries_are_removed_and_files_are_world_readable(tmp_path, model):
-    from diffad_core.checkpoint import remove_stale_temporaries
+    from diffad_core.files import remove_stale_temporaries
 
     path = _save(tmp_path / "c.pt", model)
     assert path.stat().st_mode & 0o044, "checkpoint is not readable by group/others"

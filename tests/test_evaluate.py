@@ -13,18 +13,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from diffad_core.evaluate import (
-    METRIC_KEYS,
-    PAPER_RESULTS,
-    EvalConfig,
-    EvalResult,
-    Predictions,
-    evaluate,
-    figure_indices,
-    predict_split,
-    summarize,
-    write_summary,
-)
+from diffad_core.evaluate import METRIC_KEYS, PAPER_RESULTS, EvalResult, evaluate, summarize, write_summary
+from diffad_core.inference import EvalConfig, Predictions, predict_split
 
 SIZE = 16
 REPORT_FILES = [
@@ -237,22 +227,6 @@ def test_wrong_image_size_and_bad_config_are_explained() -> None:
     assert EvalConfig.from_dict(EvalConfig(seed=3).to_dict()) == EvalConfig(seed=3)
 
 
-def test_bf16_request_on_cpu_warns_and_runs_in_float32() -> None:
-    cfg = EvalConfig(batch_size=4, num_figures=0, top_k=8, device="cpu", amp="bf16")
-    with pytest.warns(UserWarning, match="CUDA only"):
-        pred = predict_split(FakeModel(), toy_split([0, 1]), cfg)
-    assert pred.maps.dtype == np.float32
-    assert pred.reconstructions is None and pred.figure_indices.size == 0
-
-
-def test_figure_indices_by_hand() -> None:
-    np.testing.assert_array_equal(figure_indices([0, 0, 0, 1, 1, 1], 4), [0, 2, 3, 5])
-    np.testing.assert_array_equal(figure_indices([0, 1, 1, 1, 1, 1], 4), [0, 1, 3, 5])  # 1 good
-    np.testing.assert_array_equal(figure_indices([1, 0], 8), [0, 1])  # k larger than N
-    np.testing.assert_array_equal(figure_indices([0, 0, 0], 2), [0, 2])  # one class
-    assert figure_indices([0, 1], 0).size == 0
-
-
 def test_real_model_end_to_end(tmp_path: Path) -> None:
     from diffad_core.model import DiffusionAD
 
@@ -324,7 +298,7 @@ def test_reconstruction_psnr_is_the_mean_over_the_normal_images_only():
     from types import SimpleNamespace
 
     from diffad_core import DiffusionAD
-    from diffad_core.evaluate import EvalConfig, reconstruction_psnr
+    from diffad_core.inference import EvalConfig, reconstruction_psnr
     from diffad_core.metrics import psnr
 
     torch.manual_seed(0)
@@ -343,7 +317,8 @@ def test_reconstruction_psnr_is_the_mean_over_the_normal_images_only():
 def test_per_defect_metrics_compare_each_type_with_all_normal_images():
     from sklearn.metrics import roc_auc_score
 
-    from diffad_core.evaluate import Predictions, per_defect_metrics
+    from diffad_core.evaluate import per_defect_metrics
+    from diffad_core.inference import Predictions
 
     rng = np.random.default_rng(0)
     defects = ["good"] * 4 + ["crack"] * 3 + ["hole"] * 3

@@ -141,9 +141,14 @@ def test_predict_split_channels_last_equals_default() -> None:
 def test_eval_compile_option_compiles_both_networks(monkeypatch: pytest.MonkeyPatch) -> None:
     """``EvalConfig(compile=True)`` compiles the UNet and the SegNet (recorded, not run: see below)."""
     compiled: list[str] = []
-    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **k: compiled.append(type(self).__name__))
+
+    def record(fn, *args, **kwargs):
+        compiled.append(type(fn).__name__ if isinstance(fn, torch.nn.Module) else fn.__qualname__)
+        return fn
+
+    monkeypatch.setattr(torch, "compile", record)
     predict_split(_model(), _split(), _eval_config(compile=True))
-    assert sorted(compiled) == ["ReconUNet", "SegUNet"]
+    assert sorted(compiled) == ["ReconUNet", "SegUNet.forward_logits"]
     compiled.clear()
     predict_split(_model(), _split(), _eval_config())
     assert compiled == []

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from conftest import write_tiny_mvtec
 from diffad_core.cli import main
-from diffad_core.evaluate import EvalConfig
+from diffad_core.inference import EvalConfig
 from diffad_core.train import TrainConfig
 from reliability import CLI_EXIT_2, OK, assert_one_line_cli_error, flush_counts_after_module, fuzz_settings, record  # noqa: F401
 

@@ -17,12 +17,14 @@ from diffad_core.metrics import (
     aupro,
     compute_all,
     f1_max,
+    has_both_classes,
     image_ap,
     image_auroc,
     pixel_ap,
     pixel_auroc,
     pixel_f1_max,
     pro_curve,
+    trapezoid_area,
 )
 
 # --------------------------------------------------------------------------- slow references
@@ -387,3 +389,21 @@ def test_psnr_by_hand():
     assert np.isinf(psnr(ref, ref)).all()
     with pytest.raises(ValueError, match="same shape"):
         psnr(ref, ref[:1])
+
+
+def test_has_both_classes_by_hand():
+    assert has_both_classes([0, 1, 0])
+    assert has_both_classes(np.array([[0, 255], [0, 0]], dtype=np.uint8))  # a 0/255 mask
+    assert has_both_classes(torch.tensor([False, True]))
+    assert not has_both_classes([0, 0, 0]) and not has_both_classes([1, 1]) and not has_both_classes([])
+    assert not has_both_classes(np.full((2, 4, 4), 255))
+
+
+def test_trapezoid_area_by_hand_and_against_numpy():
+    assert trapezoid_area(np.array([0.0, 1.0]), np.array([0.0, 1.0])) == 0.5  # the diagonal
+    assert trapezoid_area(np.array([0.0, 1.0, 1.0]), np.array([0.0, 0.0, 1.0])) == 1.0  # a perfect ROC
+    assert trapezoid_area(np.array([0.3]), np.array([0.2])) == 0.0
+    rng = np.random.default_rng(0)
+    x, y = np.sort(rng.random(50)), rng.random(50)
+    expected = sum((x[i + 1] - x[i]) * (y[i] + y[i + 1]) / 2 for i in range(49))
+    assert trapezoid_area(y, x) == pytest.approx(expected, rel=1e-12)

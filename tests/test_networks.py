@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from diffad_core import networks
+from diffad_core.networks import blocks, recon, seg
 from diffad_core.networks import (
     RECON_PRESETS,
     SEG_PRESETS,
@@ -201,7 +201,7 @@ def test_timestep_embedding_by_hand():
 
 def test_attention_matches_explicit_softmax_reference():
     torch.manual_seed(0)
-    block = networks._AttentionBlock(64, num_heads=2)
+    block = blocks._AttentionBlock(64, num_heads=2)
     _perturb_zero_init(block)
     x = torch.randn(2, 64, 4, 6)
     b, c, h, w = x.shape
@@ -290,13 +290,13 @@ def test_recon_checkpointing_gives_identical_outputs_and_gradients(monkeypatch):
     x, t = _inputs()
 
     calls = {"n": 0}
-    original = networks._ResBlock._forward
+    original = blocks._ResBlock._forward
 
     def counting(self, *args):
         calls["n"] += 1
         return original(self, *args)
 
-    monkeypatch.setattr(networks._ResBlock, "_forward", counting)
+    monkeypatch.setattr(blocks._ResBlock, "_forward", counting)
     results = []
     for model in (plain, ckpt):
         calls["n"] = 0
@@ -473,5 +473,5 @@ def test_configs_are_frozen():
 
 
 def test_docstring_examples_run():
-    result = doctest.testmod(networks, optionflags=doctest.ELLIPSIS)
-    assert result.attempted >= 2 and result.failed == 0
+    results = [doctest.testmod(module, optionflags=doctest.ELLIPSIS) for module in (blocks, recon, seg)]
+    assert sum(r.attempted for r in results) >= 2 and sum(r.failed for r in results) == 0

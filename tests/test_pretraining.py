@@ -9,7 +9,7 @@ import torch
 from diffad_core import DiffusionAD, TrainConfig, build_corpus, fit, pretrain, save_weights, set_threads
 from diffad_core.pretrained import PRETRAINED_STARTS, WEIGHTS_DIR, pretrained_start
 from diffad_core.pretraining import CORPUS_EXCLUDED, CorpusSource, corpus_sources
-from diffad_core.train import describe_init, initial_model
+from diffad_core.pretrained import describe_init, initial_model
 
 
 def _sources() -> list[CorpusSource]:

@@ -1,8 +1,9 @@
-"""Tests for diffad_core.perlin, diffad_core.textures and diffad_core.synthesis (DESIGN section 4)."""
+"""Tests for diffad_core.synthesis: augmentations, blending and the synthesizer (docs/method.md §4).
+
+Perlin noise is tested in test_perlin.py, texture sources and the grid shuffle in test_textures.py.
+"""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 from PIL import Image, ImageEnhance, ImageOps
 
 import diffad_core.synthesis as synthesis
-from diffad_core.perlin import perlin_from_angles, perlin_mask, perlin_noise, rotate_images
+from _images import disc_images, seeded, write_pngs
 from diffad_core.synthesis import (
     AUGMENTATIONS,
     AnomalySynthesizer,
@@ -19,129 +20,8 @@ from diffad_core.synthesis import (
     augment_sources,
     blend_anomaly,
 )
-from diffad_core.textures import PROCEDURAL_FAMILIES, load_texture_folder, procedural_textures, shuffle_grid
 
 CUDA = torch.cuda.is_available()
-
-
-def seeded(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def disc_images(batch: int = 8, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Coloured discs with stripes on a dark background, and the disc as (B, 1, H, W) mask."""
-    g = seeded(seed)
-    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-    disc = (((yy - size / 2) ** 2 + (xx - size / 2) ** 2) < (0.3 * size) ** 2).float()
-    colour = torch.rand(batch, 3, 1, 1, generator=g) * 0.5 + 0.4
-    stripes = 0.1 * torch.sin(xx / 2.0)[None, None]
-    images = 0.05 * (1 - disc) + (colour + stripes).clamp(0, 1) * disc
-    return images, disc[None, None].expand(batch, 1, size, size).clone()
-
-
-# --------------------------------------------------------------------------- Perlin noise
-
-
-def slow_perlin(angles: np.ndarray, res: tuple[int, int], height: int, width: int) -> np.ndarray:
-    """Classic 2D Perlin noise, one pixel at a time (independent reference)."""
-    fade = lambda t: 6 * t**5 - 15 * t**4 + 10 * t**3  # noqa: E731
-    out = np.zeros((height, width))
-    for y in range(height):
-        for x in range(width):
-            u, v = y * res[0] / height, x * res[1] / width
-            i, j = int(math.floor(u)), int(math.floor(v))
-            f, g = u - i, v - j
-            dots = {}
-            for a in (0, 1):
-                for b in (0, 1):
-                    ang = angles[i + a, j + b]
-                    dots[a, b] = math.cos(ang) * (f - a) + math.sin(ang) * (g - b)
-            s, t = fade(f), fade(g)
-            left = dots[0, 0] * (1 - s) + dots[1, 0] * s
-            right = dots[0, 1] * (1 - s) + dots[1, 1] * s
-            out[y, x] = math.sqrt(2) * (left * (1 - t) + right * t)
-    return out
-
-
-@pytest.mark.parametrize("res,size", [((1, 1), (8, 8)), ((3, 2), (12, 10)), ((4, 8), (16, 16)), ((5, 3), (13, 7))])
-def test_perlin_matches_slow_reference(res, size):
-    angles = torch.rand(1, 9, 9, generator=seeded(1), dtype=torch.float64) * 2 * math.pi
-    ours = perlin_from_angles(angles, torch.tensor([res]), *size)[0].numpy()
-    ref = slow_perlin(angles[0].numpy(), res, *size)
-    np.testing.assert_allclose(ours, ref, atol=2e-6)
-
-
-def test_perlin_hand_computed_value():
-    # all gradients (1, 0): n = sqrt(2) * (f - fade(f)) with f the row offset; f = 1/4 at row 1 of 4
-    angles = torch.zeros(1, 2, 2)
-    noise = perlin_from_angles(angles, torch.tensor([[1, 1]]), 4, 4)[0]
-    fade = 6 / 4**5 - 15 / 4**4 + 10 / 4**3
-    expected = math.sqrt(2) * (0.25 - fade)
-    torch.testing.assert_close(noise[1], torch.full((4,), expected), atol=1e-6, rtol=0)
-    torch.testing.assert_close(noise[0], torch.zeros(4))  # lattice row: exactly zero
-
-
-def test_perlin_noise_shapes_ranges_and_errors():
-    res = torch.tensor([[1, 1], [2, 32], [32, 4], [8, 8]])
-    noise = perlin_noise(4, 37, 53, res, generator=seeded())
-    assert noise.shape == (4, 37, 53) and noise.dtype == torch.float32
-    assert noise.abs().max() <= 1.0 + 1e-5
-    assert noise.std() > 0.05
-    assert perlin_noise(0, 8, 8, torch.zeros(0, 2, dtype=torch.long)).shape == (0, 8, 8)
-    with pytest.raises(ValueError, match=r"\(4, 2\)"):
-        perlin_noise(4, 8, 8, torch.ones(3, 2, dtype=torch.long))
-    with pytest.raises(ValueError, match="integer"):
-        perlin_noise(1, 8, 8, torch.ones(1, 2))
-    with pytest.raises(ValueError, match=">= 1"):
-        perlin_noise(1, 8, 8, torch.zeros(1, 2, dtype=torch.long))
-
-
-def test_perlin_per_sample_scales_change_frequency():
-    # one batch, four resolutions: the mean absolute step along each axis grows with its resolution
-    res = torch.tensor([[1, 1], [32, 32], [1, 32], [32, 1]])
-    noise = perlin_noise(4, 256, 256, res, generator=seeded(3))
-    dy = (noise[:, 1:] - noise[:, :-1]).abs().mean((1, 2))
-    dx = (noise[:, :, 1:] - noise[:, :, :-1]).abs().mean((1, 2))
-    assert dy[1] > 8 * dy[0] and dx[1] > 8 * dx[0]
-    assert dx[2] > 8 * dy[2]  # 32 cells across the columns, 1 down the rows
-    assert dy[3] > 8 * dx[3]
-
-
-def test_perlin_noise_is_reproducible():
-    res = torch.full((3, 2), 4)
-    a = perlin_noise(3, 16, 16, res, generator=seeded(5))
-    b = perlin_noise(3, 16, 16, res, generator=seeded(5))
-    c = perlin_noise(3, 16, 16, res, generator=seeded(6))
-    assert torch.equal(a, b) and not torch.equal(a, c)
-
-
-def test_rotate_images_matches_kornia():
-    from kornia.geometry.transform import rotate
-
-    for shape in [(3, 3, 16, 16), (3, 1, 12, 21)]:
-        x = torch.rand(*shape, generator=seeded())
-        angle = torch.tensor([-80.0, 10.0, 45.0])
-        torch.testing.assert_close(rotate_images(x, angle), rotate(x, angle), atol=1e-4, rtol=0)
-
-
-def test_perlin_mask_inside_foreground_and_non_empty():
-    _, fg = disc_images(6, 32)
-    fg[5] = 0  # a sample without foreground gets no region
-    mask = perlin_mask(fg, generator=seeded())
-    assert mask.shape == (6, 1, 32, 32)
-    assert set(mask.unique().tolist()) <= {0.0, 1.0}
-    assert (mask <= fg).all()
-    assert (mask[:5].flatten(1).sum(1) > 0).all()
-    assert mask[5].sum() == 0
-
-
-def test_perlin_mask_fallback_disc():
-    # the noise never exceeds 1, so every sample falls back to a small disc inside the foreground
-    _, fg = disc_images(4, 64)
-    mask = perlin_mask(fg, threshold=1.5, max_tries=2, generator=seeded())
-    areas = mask.flatten(1).sum(1)
-    assert (areas > 0).all() and (mask <= fg).all()
-    assert (areas <= math.pi * (64 / 16) ** 2 + 8).all()
 
 
 # --------------------------------------------------------------------------- augmentations
@@ -250,26 +130,6 @@ def test_augment_sources_range_and_errors():
         augment_sources(x, num_augmentations=11)
 
 
-def test_shuffle_grid_permutes_tiles():
-    x = torch.arange(2 * 1 * 16 * 16, dtype=torch.float32).view(2, 1, 16, 16)
-    out = shuffle_grid(x, grid=4, generator=seeded())
-    for b in range(2):
-        tiles_in = {tuple(x[b, 0, i : i + 4, j : j + 4].flatten().tolist()) for i in range(0, 16, 4) for j in range(0, 16, 4)}
-        tiles_out = [tuple(out[b, 0, i : i + 4, j : j + 4].flatten().tolist()) for i in range(0, 16, 4) for j in range(0, 16, 4)]
-        # each output tile is an input tile: the rows of tiles and the columns of tiles are permuted
-        assert set(tiles_out) <= tiles_in
-    assert not torch.equal(out, x)
-    assert torch.equal(out.flatten(1).sort(1).values, x.flatten(1).sort(1).values)
-
-
-def test_shuffle_grid_keeps_remainder_rows():
-    x = torch.rand(3, 3, 19, 21, generator=seeded())
-    out = shuffle_grid(x, grid=8, generator=seeded(1))
-    assert torch.equal(out[:, :, 16:, 16:], x[:, :, 16:, 16:])  # beyond 8 * (19 // 8) rows / columns
-    with pytest.raises(ValueError, match="too small"):
-        shuffle_grid(torch.zeros(1, 3, 4, 4), grid=8)
-
-
 def test_blend_by_hand():
     image = torch.full((1, 3, 2, 2), 0.2)
     source = torch.full((1, 3, 2, 2), 1.0)
@@ -277,50 +137,6 @@ def test_blend_by_hand():
     out = blend_anomaly(image, source, mask, torch.tensor([0.25]))
     inside = 0.75 * 1.0 + 0.25 * 0.2
     torch.testing.assert_close(out[0, 0], torch.tensor([[inside, 0.2], [0.2, inside]]))
-
-
-# --------------------------------------------------------------------------- textures
-
-
-def test_procedural_textures():
-    tex = procedural_textures(10, (24, 32), generator=seeded())
-    assert tex.shape == (10, 3, 24, 32) and tex.dtype == torch.float32
-    assert tex.min() >= 0 and tex.max() <= 1
-    assert (tex.flatten(1).std(1) > 0.02).all()  # none is flat
-    assert (tex.mean((2, 3))[:, None] - tex.mean((2, 3))[None]).abs().sum(-1).triu(1).max() > 0.3  # colours vary
-    assert torch.equal(tex, procedural_textures(10, (24, 32), generator=seeded()))
-    assert not torch.equal(tex, procedural_textures(10, (24, 32), generator=seeded(1)))
-    assert len(PROCEDURAL_FAMILIES) == 5
-
-
-def write_pngs(folder, colours, size=(20, 16)):
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, colour in enumerate(colours):
-        Image.new("RGB", size, colour).save(folder / f"tex{i}.png")
-
-
-def test_load_texture_folder(tmp_path):
-    write_pngs(tmp_path / "a", [(255, 0, 0), (0, 255, 0)])
-    write_pngs(tmp_path / "b" / "c", [(0, 0, 255)])
-    (tmp_path / "notes.txt").write_text("not an image")
-    (tmp_path / "broken.png").write_bytes(b"not a png")
-    bank = load_texture_folder(tmp_path, (8, 12))
-    assert bank.shape == (3, 3, 8, 12) and bank.dtype == torch.uint8
-    assert sorted(bank[:, :, 0, 0].tolist()) == [[0, 0, 255], [0, 255, 0], [255, 0, 0]]
-    assert load_texture_folder(tmp_path, 8, max_images=2).shape[0] == 2
-
-
-def test_load_texture_folder_errors(tmp_path):
-    empty = tmp_path / "empty_textures"
-    empty.mkdir()
-    (empty / "junk.png").write_bytes(b"nope")
-    with pytest.raises(ValueError, match="empty_textures"):
-        load_texture_folder(empty, 8)
-    with pytest.raises(FileNotFoundError, match="missing_folder"):
-        load_texture_folder(tmp_path / "missing_folder", 8)
-    synth = AnomalySynthesizer(anomaly_source=empty, p_anomaly=1.0, texture_prob_object=1.0)
-    with pytest.raises(ValueError, match="empty_textures"):
-        synth(torch.rand(2, 3, 16, 16))
 
 
 # --------------------------------------------------------------------------- the synthesizer

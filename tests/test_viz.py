@@ -11,13 +11,17 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
+from diffad_core import NoiseSchedule
 from diffad_core.metrics import aupro
 from diffad_core.viz import (
+    as_image,
+    as_map,
     overlay_anomaly_map,
     plot_loss_curves,
     plot_pro,
     plot_roc,
     plot_samples,
+    plot_schedules,
     plot_score_histogram,
     save_figure,
     show_images,
@@ -33,6 +37,22 @@ def maps_and_masks(n: int = 4) -> tuple[np.ndarray, np.ndarray]:
     masks[n - 1, 6:9, 1:4] = 1
     maps = np.clip(RNG.random((n, H, W)) * 0.6 + 0.3 * masks, 0, 1).astype(np.float32)
     return maps, masks
+
+
+def test_as_image_and_as_map_by_hand() -> None:
+    chw = torch.zeros(3, 2, 4)
+    chw[0, 1, 3] = 2.0  # clipped to 1
+    img = as_image(chw)
+    assert img.shape == (2, 4, 3) and img.dtype == np.float32 and img[1, 3, 0] == 1.0 and img.sum() == 1.0
+    assert as_image(np.full((2, 4, 3), 255, np.uint8)).max() == 1.0  # HWC uint8 / 255
+    assert as_image(torch.ones(1, 2, 4, dtype=torch.float16)).shape == (2, 4)  # grey
+    np.testing.assert_array_equal(as_image(np.eye(2, dtype=bool)), np.eye(2, dtype=np.float32))
+    with pytest.raises(ValueError, match="an image must be"):
+        as_image(torch.zeros(2, 3, 4, 4))  # a batch
+    m = as_map(torch.full((1, 2, 4), 3.0))  # values are not clipped
+    assert m.shape == (2, 4) and m.dtype == np.float32 and m.max() == 3.0
+    with pytest.raises(ValueError, match="mask must be"):
+        as_map(np.zeros((2, 2, 2)), "mask")
 
 
 def test_show_images_has_one_axes_per_image() -> None:
@@ -133,3 +153,10 @@ def test_save_figure_is_atomic_and_closes(tmp_path: Path) -> None:
     save_figure(pyplot_fig, tmp_path / "p.pdf")
     assert (tmp_path / "p.pdf").read_bytes()[:4] == b"%PDF"
     assert pyplot_fig.number not in plt.get_fignums()
+
+
+def test_plot_schedules_draws_one_curve_per_schedule():
+    fig = plot_schedules({"linear": NoiseSchedule(100), "cosine": NoiseSchedule(100, "cosine")}, marks=(20,))
+    assert len(fig.axes) == 2 and len(fig.axes[0].get_lines()) == 3  # two curves + one mark
+    with pytest.raises(ValueError):
+        plot_schedules({})

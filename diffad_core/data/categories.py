@@ -1,6 +1,6 @@
 """Category lists of the paper's four benchmarks (plus our mini benchmark) and their kind.
 
-The kind decides how training-time anomalies are synthesised (DESIGN section 4):
+The kind decides how training-time anomalies are synthesised (docs/method.md §4):
 
 * ``"texture"``: the whole image may hold an anomaly (foreground = every pixel) and the anomaly
   source is a texture image;

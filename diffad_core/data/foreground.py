@@ -1,6 +1,6 @@
 """Foreground masks: where on a training image a synthetic anomaly may be placed.
 
-DESIGN section 4: the released code multiplies each Perlin anomaly region by a foreground mask,
+As docs/method.md §4 describes, the released code multiplies each Perlin anomaly region by a foreground mask,
 precomputed by the DIS salient-object model for objects (``DISthresh/``) and a random blob mask
 for textures (``thresh/``). The readers use such files when a category folder has them (see
 :mod:`diffad_core.data.layouts`); otherwise the mask is computed here:

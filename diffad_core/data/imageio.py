@@ -41,8 +41,9 @@ __all__ = [
     "normalize_size",
 ]
 
-#: File extensions (lower case) recognised as images by every reader.
-IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+#: File extensions (lower case) recognised as images everywhere in the package: by every dataset
+#: reader and by texture folders (``textures.load_texture_folder``). All are decoded by PIL.
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 #: ``int`` (square side), ``(H, W)`` or ``None`` (keep each file's own size).
 ImageSize = Union[int, tuple[int, int], None]
@@ -153,8 +154,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 def read_mask(path: str | os.PathLike, *, threshold: float = 0.0) -> np.ndarray:
     """Read a mask file as bool (H, W): True where the value is > ``threshold`` (in [0, 1] units).
 
-    With the default ``threshold=0`` any non-zero pixel counts (the DESIGN rule for ground-truth
-    masks); foreground maps use ``threshold=0.5``. Colour masks count a pixel when any colour
+    With the default ``threshold=0`` any non-zero pixel counts (the rule for ground-truth masks,
+    docs/method.md §5); foreground maps use ``threshold=0.5``. Colour masks count a pixel when any colour
     channel passes; palette masks are judged by their displayed colour.
     """
     path = Path(path)

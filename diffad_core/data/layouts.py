@@ -26,7 +26,7 @@ the defect-free subset of ``Train`` (defective Train images are left out).
 
 Any extension of :data:`~diffad_core.data.imageio.IMAGE_EXTENSIONS` is accepted, in any case.
 
-Foreground files (optional, DESIGN section 4), looked up for each image in this order:
+Foreground files (optional, docs/method.md §4), looked up for each image in this order:
 
 1. ``root/<category>/foreground/<split>/<defect>/<name>.<ext>`` (our layout, written by the mini
    benchmark; works for every split);

@@ -1,6 +1,6 @@
 """Torch datasets over the supported layouts, layout detection, and whole-split caching.
 
-Every reader yields the same sample dict (DESIGN section 5)::
+Every reader yields the same sample dict (docs/method.md §5)::
 
     image       float32 (3, H, W) in [0, 1]        RGB, resized bilinear with antialiasing
     mask        float32 (1, H, W) in {0, 1}        ground truth (zeros for normal images)
@@ -264,7 +264,8 @@ class SplitTensors(NamedTuple):
     """A whole split cached in memory (N samples), compact dtypes.
 
     images (N, 3, H, W) uint8 0..255; masks (N, 1, H, W) uint8 0/1; labels (N,) long;
-    foreground (N, 1, H, W) uint8 0/1; paths and defects: lists of N strings.
+    foreground (N, 1, H, W) uint8 0/1; paths and defects: lists of N strings; kind: the
+    category's kind ("texture" or "object") from the dataset, which ``fit`` reads (None if unknown).
     """
 
     images: torch.Tensor
@@ -273,6 +274,7 @@ class SplitTensors(NamedTuple):
     foreground: torch.Tensor
     paths: list[str]
     defects: list[str]
+    kind: Optional[CategoryKind] = None
 
 
 def load_tensors(
@@ -307,4 +309,5 @@ def load_tensors(
         foreground=torch.cat(foreground),
         paths=paths,
         defects=defects,
+        kind=getattr(dataset, "kind", None),
     )

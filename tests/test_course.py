@@ -1,17 +1,39 @@
-"""The notebook explorers and course helpers, headless: build, move a slider, check the redraw."""
+"""diffad_core.course: the notebook explorers and course helpers, headless (build, move a slider,
+check the redraw), and the course layer's separation from the core."""
 
 from __future__ import annotations
 
+import ast
 import math
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import diffad_core
+import diffad_core.course
 from diffad_core import DiffusionAD, NoiseSchedule
-from diffad_core.course import compare_speed, masked_errors, mini_examples, rank_examples, time_per_image
-from diffad_core.viz import plot_schedules
-from diffad_core.widgets import LiveLossCurves, guidance_explorer, noising_explorer, threshold_explorer
+from diffad_core.course import (
+    LiveLossCurves,
+    compare_speed,
+    guidance_explorer,
+    masked_errors,
+    mini_examples,
+    noising_explorer,
+    rank_examples,
+    threshold_explorer,
+    time_per_image,
+)
+from diffad_core.course import helpers, widgets
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = Path(diffad_core.__file__).resolve().parent
+# Modules only the course layer may import (the core must run without Jupyter).
+COURSE_ONLY = ("diffad_core.course", "ipywidgets", "IPython")
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +163,68 @@ def test_compare_speed_counts_network_calls(tiny_model):
     assert r.ratio == pytest.approx(r.iterative / r.one_step)
 
 
-def test_plot_schedules_draws_one_curve_per_schedule():
-    fig = plot_schedules({"linear": NoiseSchedule(100), "cosine": NoiseSchedule(100, "cosine")}, marks=(20,))
-    assert len(fig.axes) == 2 and len(fig.axes[0].get_lines()) == 3  # two curves + one mark
-    with pytest.raises(ValueError):
-        plot_schedules({})
+# --------------------------------------------------------------------------- separation from the core
+
+
+def _is_course_only(module: str) -> bool:
+    return any(module == m or module.startswith(m + ".") for m in COURSE_ONLY)
+
+
+def _modules_after(code: str) -> list[str]:
+    """Run ``code`` in a fresh interpreter; every module it left in ``sys.modules``."""
+    probe = f"{code}\nimport sys\nprint(sorted(sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    return ast.literal_eval(out.stdout.strip().splitlines()[-1])
+
+
+def test_the_core_does_not_import_the_course_layer():
+    code = "import diffad_core, diffad_core.evaluate, diffad_core.train, diffad_core.cli, diffad_core.viz"
+    assert [m for m in _modules_after(code) if _is_course_only(m)] == []
+
+
+def test_importing_the_course_does_not_import_ipywidgets():
+    # ipywidgets and IPython are imported inside the functions that display something
+    modules = _modules_after("import diffad_core.course")
+    assert "diffad_core.course.widgets" in modules
+    assert [m for m in modules if m.split(".")[0] in ("ipywidgets", "IPython")] == []
+
+
+def _imported_names(path: Path) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in ``path``, including those inside functions;
+    ``from X import y`` yields both X and X.y (y may be a submodule)."""
+    package = ["diffad_core", *path.relative_to(PACKAGE).parent.parts]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            parts = package[: len(package) - node.level + 1] if node.level else []
+            base = ".".join(parts + ([node.module] if node.module else []))
+            found += [(node.lineno, base)] + [(node.lineno, f"{base}.{a.name}") for a in node.names]
+    return found
+
+
+def test_no_core_module_imports_the_course_layer():
+    """Static check of every module outside diffad_core/course/ (viz.py included)."""
+    offenders = [
+        f"{path.relative_to(PACKAGE)}:{line}: {name}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.relative_to(PACKAGE).parts[0] != "course"
+        for line, name in _imported_names(path)
+        if _is_course_only(name)
+    ]
+    assert not offenders, offenders
+
+
+def test_course_reexports_its_modules_public_names():
+    assert sorted(diffad_core.course.__all__) == sorted(helpers.__all__ + widgets.__all__)
+    for name in diffad_core.course.__all__:
+        assert getattr(diffad_core.course, name) is getattr(helpers if name in helpers.__all__ else widgets, name)
+
+
+def test_dev_installs_the_course_extra():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert set(extras["course"]) <= set(extras["dev"])  # so `make test` installs it
+    assert not any(req.lower().startswith(("ipywidgets", "ipython")) for req in project["dependencies"])

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, NamedTuple, Optional, Sequence, Union
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .data import MINI_CATEGORIES, MINI_DEFECTS, render_mini_sample
-from .reconstruction import iterative_reconstruct
-from .schedule import NoiseSchedule
+from ..data import MINI_CATEGORIES, MINI_DEFECTS, render_mini_sample
+from ..metrics import ArrayLike
+from ..reconstruction import iterative_reconstruct
+from ..schedule import NoiseSchedule
 
 __all__ = [
     "Examples",
@@ -37,9 +38,6 @@ __all__ = [
     "RankedExamples",
     "rank_examples",
 ]
-
-ArrayLike = Union[np.ndarray, Tensor]
-
 
 class Examples(NamedTuple):
     """Rendered samples: ``images`` (N, 3, H, W) float in [0, 1], ``masks`` (N, 1, H, W) float
@@ -240,14 +238,14 @@ def course_model(
     (``init="pretrained"``) for ``steps`` steps on the mini benchmark's training images (generated
     in a temporary folder; about two minutes on a CPU per 100 steps).
     """
-    from .pretrained import load_pretrained
+    from ..pretrained import load_pretrained
 
     if not retrain:
         return load_pretrained(category, device=device)
     import tempfile
 
-    from .data import make_mini_benchmark, open_dataset
-    from .train import TrainConfig, fit
+    from ..data import make_mini_benchmark, open_dataset
+    from ..train import TrainConfig, fit
 
     with tempfile.TemporaryDirectory() as tmp:
         root = make_mini_benchmark(tmp, categories=[category], image_size=64, num_test_good=1, num_per_defect=1)

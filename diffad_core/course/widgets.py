@@ -18,27 +18,27 @@ place while training runs.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from . import viz
-from .course import masked_errors
-from .model import DiffusionAD
-from .schedule import NoiseSchedule
+from .. import viz
+from ..metrics import ArrayLike
+from ..model import DiffusionAD
+from ..schedule import NoiseSchedule
+from .helpers import masked_errors
 
 __all__ = ["noising_explorer", "guidance_explorer", "threshold_explorer", "LiveLossCurves"]
-
-ArrayLike = Union[np.ndarray, torch.Tensor]
 
 
 def _widgets():
     try:
         import ipywidgets
-    except ImportError as exc:  # pragma: no cover - ipywidgets is a dependency
-        raise ImportError("the explorers need ipywidgets: pip install 'ipywidgets>=8'") from exc
+    except ImportError as exc:  # pragma: no cover - ipywidgets comes with the "course" extra
+        raise ImportError("the explorers need ipywidgets: pip install 'diffad_core[course]' "
+                          "(or pip install 'ipywidgets>=8')") from exc
     return ipywidgets
 
 
@@ -152,9 +152,9 @@ def noising_explorer(
         a = float(abar[t])
         fig = Figure(figsize=(9.0, 3.0), layout="constrained")
         axes = fig.subplots(1, 3)
-        axes[0].imshow(viz._as_image(x0[0]))
+        axes[0].imshow(viz.as_image(x0[0]))
         axes[0].set_title("x_0")
-        axes[1].imshow(viz._as_image(x_t[0].clamp(0, 1)))
+        axes[1].imshow(viz.as_image(x_t[0].clamp(0, 1)))
         axes[1].set_title(f"x_t, t = {t} (clipped to [0, 1])")
         for ax in axes[:2]:
             ax.set_axis_off()
@@ -217,7 +217,7 @@ def guidance_explorer(
         panels = [(x.cpu()[0], "input x"), (small[0], f"x0_small (t_s={t_s})"), (big[0], f"x0_big (t_b={t_b})"),
                   (guided[0], f"x0_guided (w={w:g})")]
         for ax, (img, title) in zip(axes, panels):
-            ax.imshow(viz._as_image(img))
+            ax.imshow(viz.as_image(img))
             ax.set_title(title, fontsize=9)
         axes[4].imshow(diff, cmap="magma", vmin=0.0, vmax=max(0.25, float(diff.max())))
         if m.any():
@@ -258,8 +258,8 @@ def threshold_explorer(
         The explorer; ``values`` holds ``threshold`` and ``flagged`` (fraction of pixels above).
     """
     wd = _widgets()
-    img = viz._as_image(image)
-    m = viz._as_map(amap)
+    img = viz.as_image(image)
+    m = viz.as_map(amap)
     if m.shape != img.shape[:2]:
         raise ValueError(f"anomaly map is {m.shape} but the image is {img.shape[:2]} (H, W)")
     truth = _mask_hw(mask, m.shape) if mask is not None else None

@@ -1,0 +1,54 @@
+"""The course layer: what the notebooks call that is not part of the method.
+
+Kept out of the library core so that ``import diffad_core`` (and the CLI, training and
+evaluation) never needs Jupyter: the core never imports this package, while this package uses
+the core freely. It needs the ``course`` extra (``pip install 'diffad_core[course]'``: ipywidgets
+and IPython); both are imported only inside the functions that display something, so importing
+``diffad_core.course`` itself works without them.
+
+* :mod:`diffad_core.course.helpers`: sample pickers (:func:`mini_examples`,
+  :func:`rank_examples`), measurements (:func:`masked_errors`, :func:`anomaly_to_noise`,
+  :func:`time_per_image`, :func:`compare_speed`) and the notebooks' model (:func:`course_model`);
+* :mod:`diffad_core.course.widgets`: the ipywidgets explorers (:func:`noising_explorer`,
+  :func:`guidance_explorer`, :func:`threshold_explorer`) and :class:`LiveLossCurves`.
+
+The figures themselves are drawn by :mod:`diffad_core.viz`, which stays in the core (evaluation
+writes its report figures with it).
+"""
+
+from __future__ import annotations
+
+from .helpers import (
+    Examples,
+    MaskedError,
+    RankedExamples,
+    SpeedComparison,
+    anomaly_to_noise,
+    compare_speed,
+    course_model,
+    masked_errors,
+    mini_examples,
+    rank_examples,
+    time_per_image,
+)
+from .widgets import LiveLossCurves, guidance_explorer, noising_explorer, threshold_explorer
+
+__all__ = [
+    # helpers
+    "Examples",
+    "mini_examples",
+    "anomaly_to_noise",
+    "course_model",
+    "MaskedError",
+    "masked_errors",
+    "time_per_image",
+    "SpeedComparison",
+    "compare_speed",
+    "RankedExamples",
+    "rank_examples",
+    # widgets
+    "noising_explorer",
+    "guidance_explorer",
+    "threshold_explorer",
+    "LiveLossCurves",
+]

@@ -1,0 +1,263 @@
+"""Typed flows over whole categories: what every ``diffad`` verb and notebook 05 run.
+
+    result = train_category("data/mini", "brick", TrainConfig.from_preset("tiny", steps=300), "runs/brick")
+    report = evaluate_category(result.weights, "data/mini", "brick", "runs/brick/eval")
+    bench = run_categories("data/mvtec", "mvtec", TrainConfig.from_preset("paper"), "runs/mvtec")
+
+Each flow opens the data, calls :func:`diffad_core.train.fit` or
+:func:`diffad_core.evaluate.evaluate`, and reports what it does through ``log`` (``print`` by
+default; pass ``log=None`` for silence). Nothing here parses arguments: :mod:`diffad_core.cli` turns
+the command line into these calls, and a notebook calls them the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, Union
+
+from .evaluate import PAPER_RESULTS, EvalResult, evaluate, summarize, write_summary
+from .inference import EvalConfig
+from .runtime import set_threads
+from .train import FitResult, TrainConfig, fit
+
+__all__ = [
+    "train_category",
+    "evaluate_category",
+    "run_categories",
+    "BenchmarkResult",
+    "demo",
+    "DemoResult",
+    "pretrain_start",
+    "find_model_file",
+    "parse_shard",
+]
+
+PathLike = Union[str, os.PathLike]
+Log = Optional[Callable[[str], None]]
+
+
+def _say(log: Log, text: str) -> None:
+    if log is not None and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 talks
+        log(text)
+
+
+def train_category(
+    data: PathLike,
+    category: str,
+    config: TrainConfig,
+    out: PathLike,
+    *,
+    dataset: str = "auto",
+    kind: Optional[str] = None,
+    resume: bool = False,
+    progress: bool = True,
+    threads: Optional[int] = None,
+    log: Log = print,
+) -> FitResult:
+    """Train on ``category``'s ``train/good`` images under ``data`` and write the run to ``out``.
+
+    ``kind`` (texture/object) overrides the category's entry in the known lists
+    (:func:`diffad_core.data.category_kind`); the dataset carries it and ``fit`` reads it there.
+    """
+    from .data import open_dataset
+    from .pretrained import describe_init
+
+    train = open_dataset(data, category, "train", image_size=config.image_size, dataset=dataset, kind=kind)
+    n_threads = set_threads(threads)
+    _say(log, f"training {category} ({train.kind}, {len(train)} images, preset {config.preset}, {config.image_size} px, "
+              f"init: {describe_init(config)}, {n_threads} CPU thread(s)) -> {out}")
+    return fit(config, train, out_dir=out, resume=resume, progress=progress)
+
+
+def evaluate_category(
+    checkpoint: PathLike,
+    data: PathLike,
+    category: str,
+    out: Optional[PathLike],
+    config: Optional[EvalConfig] = None,
+    *,
+    dataset: str = "auto",
+    threads: Optional[int] = None,
+) -> EvalResult:
+    """Evaluate a model file on ``category``'s test split at the model's own image size."""
+    from .checkpoint import load_model
+    from .data import open_dataset
+
+    set_threads(threads)
+    model = load_model(checkpoint)
+    test = open_dataset(data, category, "test", image_size=model.image_size, dataset=dataset)
+    return evaluate(model, test, config or EvalConfig(), out_dir=out, category=category)
+
+
+def find_model_file(folder: PathLike) -> Path:
+    """The model of a run folder: model.safetensors, train/model.safetensors or checkpoint.pt."""
+    folder = Path(folder)
+    for candidate in (folder / "model.safetensors", folder / "train" / "model.safetensors", folder / "checkpoint.pt"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"no model.safetensors or checkpoint.pt in {folder}")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> (i, n) with 0 <= i < n: the job takes every n-th category starting at i."""
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r} must look like i/n, e.g. 0/4") from None
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"--shard {text!r} needs 0 <= i < n")
+    return i, n
+
+
+@dataclass
+class BenchmarkResult:
+    """What :func:`run_categories` returns: one result per category, the table and its file."""
+
+    results: list[EvalResult]
+    table: str
+    summary: Path
+
+
+def run_categories(
+    data: PathLike,
+    dataset: str,
+    config: Optional[TrainConfig],
+    out: PathLike,
+    *,
+    categories: Optional[Sequence[str]] = None,
+    checkpoints: Optional[PathLike] = None,
+    shard: tuple[int, int] = (0, 1),
+    progress: bool = True,
+    threads: Optional[int] = None,
+    log: Log = print,
+) -> BenchmarkResult:
+    """Train (or, with ``checkpoints``, only evaluate) every category of a benchmark; one table.
+
+    ``out/<category>/train`` holds each run (resumed when its checkpoint exists) and
+    ``out/<category>/eval`` its report; ``out/benchmark.md`` / ``.json`` the table, with the
+    paper's published means of ``dataset`` beside ours.
+    """
+    from .data import DATASET_CATEGORIES, category_kind
+
+    if dataset not in DATASET_CATEGORIES:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASET_CATEGORIES)}")
+    known = list(DATASET_CATEGORIES[dataset])
+    chosen = list(categories or known)
+    unknown = [c for c in chosen if c not in known]
+    if unknown:
+        raise ValueError(f"unknown {dataset} categories {unknown}; valid: {', '.join(known)}")
+    if checkpoints is None and config is None:
+        raise ValueError("run_categories needs a TrainConfig to train with, or checkpoints= to evaluate")
+    i, n = shard
+    out = Path(out)
+    results = []
+    for category in chosen[i::n]:
+        run = out / category
+        if checkpoints is not None:
+            model_file = find_model_file(Path(checkpoints) / category)
+        else:
+            model_file = train_category(data, category, config, run / "train", kind=category_kind(category, dataset),
+                                        resume=(run / "train" / "checkpoint.pt").is_file(), progress=progress,
+                                        threads=threads, log=log).weights
+        results.append(evaluate_category(model_file, data, category, run / "eval", threads=threads))
+    table = summarize(results, PAPER_RESULTS.get(dataset))
+    summary = write_summary(out, results, table, name="benchmark" if n == 1 else f"benchmark_shard{i}of{n}")
+    return BenchmarkResult(results, table, summary)
+
+
+@dataclass
+class DemoResult:
+    """What :func:`demo` returns: the demo's results and table, and the shipped models' on the same data."""
+
+    results: list[EvalResult]
+    table: str
+    shipped: list[EvalResult] = field(default_factory=list)
+    shipped_table: Optional[str] = None
+    report: Optional[Path] = None
+
+
+def demo(
+    out: PathLike = "runs/demo",
+    *,
+    minutes: float = 10.0,
+    preset: str = "tiny",
+    categories: Optional[Sequence[str]] = None,
+    device: str = "auto",
+    init: Optional[str] = None,
+    threads: Optional[int] = None,
+    progress: bool = True,
+    log: Log = print,
+) -> DemoResult:
+    """The main job: write the mini benchmark, train each category for ``minutes / n`` minutes,
+    evaluate, and evaluate the shipped fully trained models on the same test images."""
+    import numpy as np
+
+    from .data import MINI_CATEGORIES, make_mini_benchmark
+    from .pretrained import PRETRAINED, pretrained_path
+
+    chosen = list(categories or MINI_CATEGORIES)
+    unknown = [c for c in chosen if c not in MINI_CATEGORIES]
+    if unknown:
+        raise ValueError(f"unknown mini categories {unknown}; valid: {', '.join(MINI_CATEGORIES)}")
+    out = Path(out)
+    data = out / "data"
+    if not (data / chosen[0] / "train").is_dir():
+        t0 = time.perf_counter()
+        make_mini_benchmark(data, seed=0)
+        _say(log, f"mini benchmark written to {data} in {time.perf_counter() - t0:.1f} s")
+    overrides: dict[str, Any] = {"minutes": minutes / len(chosen), "device": device}
+    if init is not None:
+        overrides["init"] = init
+    config = TrainConfig.from_preset(preset, **overrides)
+    eval_config = EvalConfig(device=device)
+    results = []
+    for category in chosen:
+        run = out / "runs" / category
+        if run.exists():
+            shutil.rmtree(run)
+        weights = train_category(data, category, config, run / "train", progress=progress, threads=threads, log=log).weights
+        results.append(evaluate_category(weights, data, category, run / "eval", eval_config))
+    table = summarize(results, None)
+    report = write_summary(out, results, table, name="demo")
+    _say(log, table)
+    result = DemoResult(results, table, report=report)
+    shipped = [c for c in chosen if c in PRETRAINED and pretrained_path(c).is_file()]
+    if shipped:  # the same test sets through the fully trained models that ship with the package
+        result.shipped = [evaluate_category(pretrained_path(c), data, c, out / "runs" / c / "eval-shipped", eval_config)
+                          for c in shipped]
+        result.shipped_table = summarize(result.shipped, None)
+        write_summary(out, result.shipped, result.shipped_table, name="demo_shipped")
+        _say(log, "shipped fully trained models (diffad_core.load_pretrained) on the same test images:")
+        _say(log, result.shipped_table)
+        mine = [r for r in results if r.category in shipped]
+        for key, label in (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"), ("aupro", "AUPRO")):
+            a = float(np.nanmean([r.metrics[key] for r in mine]))
+            b = float(np.nanmean([r.metrics[key] for r in result.shipped]))
+            _say(log, f"mean {label}: demo {100 * a:.1f} vs shipped {100 * b:.1f} ({100 * (a - b):+.1f} points)")
+    _say(log, f"report: {report}")
+    return result
+
+
+def pretrain_start(
+    config: TrainConfig,
+    out: PathLike,
+    *,
+    images: int = 6000,
+    corpus_seed: int = 0,
+    resume: bool = False,
+    progress: bool = True,
+    threads: Optional[int] = None,
+    log: Log = print,
+) -> FitResult:
+    """Train a category-agnostic starting point on the offline corpus (:func:`diffad_core.pretrain`)."""
+    from .pretrained import describe_init
+    from .pretraining import pretrain
+
+    n_threads = set_threads(threads)
+    _say(log, f"pretraining preset {config.preset} at {config.image_size} px on {images} corpus images "
+              f"(init: {describe_init(config)}, {n_threads} CPU thread(s)) -> {out}")
+    return pretrain(config, num_images=images, corpus_seed=corpus_seed, out_dir=out, resume=resume, progress=progress)

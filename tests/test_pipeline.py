@@ -1,0 +1,68 @@
+"""Whole-category flows (what every diffad verb and notebook 05 call)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from diffad_core.inference import EvalConfig
+from diffad_core.pipeline import evaluate_category, find_model_file, parse_shard, run_categories, train_category
+from diffad_core.train import TrainConfig
+
+from conftest import write_tiny_mvtec
+
+
+def _config(**kw) -> TrainConfig:
+    settings = dict(image_size=32, steps=2, batch_size=2, init="scratch", device="cpu", checkpoint_every=1, log_every=1)
+    return TrainConfig.from_preset("tiny", **{**settings, **kw})
+
+
+def test_train_then_evaluate_a_category(tmp_path: Path) -> None:
+    root = write_tiny_mvtec(tmp_path / "data", "widget", size=32)
+    lines: list[str] = []
+    fitted = train_category(root, "widget", _config(), tmp_path / "run", progress=False, threads=1, log=lines.append)
+    assert fitted.steps == 2 and fitted.weights.is_file()
+    assert lines and "training widget (texture" in lines[0] and "1 CPU thread(s)" in lines[0]
+    saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert saved["steps"] == 2
+    result = evaluate_category(fitted.weights, root, "widget", tmp_path / "eval", EvalConfig(device="cpu", num_figures=0))
+    assert result.category == "widget" and (tmp_path / "eval" / "metrics.json").is_file()
+    assert 0.0 <= result.metrics["image_auroc"] <= 1.0
+
+
+def test_kind_flows_from_the_dataset_to_fit(tmp_path: Path) -> None:
+    root = write_tiny_mvtec(tmp_path / "data", "widget", size=32)
+    lines: list[str] = []
+    fitted = train_category(root, "widget", _config(steps=1), tmp_path / "run", kind="object", progress=False, log=lines.append)
+    assert "(object," in lines[0]
+    from diffad_core.checkpoint import load_checkpoint
+
+    assert load_checkpoint(fitted.checkpoint)["extra"]["kind"] == "object"
+
+
+def test_run_categories_trains_resumes_and_evaluates(tmp_path: Path) -> None:
+    from diffad_core.data import make_mini_benchmark
+
+    root = make_mini_benchmark(tmp_path / "mini", categories=["brick"], image_size=32, num_train=2,
+                               num_test_good=2, num_per_defect=1)
+    out = tmp_path / "bench"
+    first = run_categories(root, "mini", _config(), out, categories=["brick"], progress=False, log=None)
+    assert [r.category for r in first.results] == ["brick"] and first.summary.is_file()
+    assert "| brick |" in first.table
+    again = run_categories(root, "mini", None, tmp_path / "eval-only", categories=["brick"], checkpoints=out, log=None)
+    assert again.results[0].metrics["image_auroc"] == first.results[0].metrics["image_auroc"]
+    with pytest.raises(ValueError, match="unknown mini categories"):
+        run_categories(root, "mini", _config(), out, categories=["bottle"], log=None)
+    with pytest.raises(ValueError, match="needs a TrainConfig"):
+        run_categories(root, "mini", None, out, log=None)
+
+
+def test_shard_and_model_file_errors(tmp_path: Path) -> None:
+    assert parse_shard("1/4") == (1, 4)
+    for bad in ("4/4", "x", "1/0"):
+        with pytest.raises(ValueError, match="--shard"):
+            parse_shard(bad)
+    with pytest.raises(FileNotFoundError, match="no model.safetensors"):
+        find_model_file(tmp_path)
