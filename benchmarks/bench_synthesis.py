@@ -7,23 +7,25 @@ settings (kind="object", p_anomaly=0.5, 3 augmentations) and the same texture ba
 creation and one warm-up batch are excluded from the timings.
 
 Usage:
-    python benchmarks/bench_synthesis.py            # 256 x 256, batch 16, 20 batches
-    python benchmarks/bench_synthesis.py --quick    # 3 batches (< 1 min on a CPU)
+    python benchmarks/bench_synthesis.py            # 256 x 256, batch 16 (20 batches) and 64, train steps
+    python benchmarks/bench_synthesis.py --quick    # 3 batches (1 at batch 64)
+    python benchmarks/bench_synthesis.py --train-steps tiny   # skip the paper@256 step (slow on a CPU)
     python benchmarks/bench_synthesis.py --device cuda   # also time the batched version on CUDA
 
-The last line printed is one JSON object, e.g.
-{"benchmark": "synthesis", "device": "cpu", "image_size": 256, "batch": 16,
- "batched_img_s": ..., "per_sample_img_s": ..., "ratio": ...}
-``ratio`` = batched_img_s / per_sample_img_s, both on the CPU with ``threads`` torch threads
-(default 1, so that neither side gets more cores than the other); ``gpu_img_s`` is added when
-the batched version also ran on CUDA.
+The last line printed is one JSON object:
 
-What to expect on a CPU: the two sides do the same per-pixel work, and PIL's uint8 kernels are
-fast, so on one thread the batched version wins by a small factor (about 1.7-2x at 256 x 256 on
-the 2-core development machine): batching pays off mainly in the Perlin noise (two small matrix
-products per sample instead of per-pixel gathers) and in removing per-sample overhead. Its
-real purpose is to run on the training device, next to the model, with no DataLoader workers;
-``gpu_img_s`` measures that.
+- ``batched_img_s``, ``per_sample_img_s``, ``ratio`` (= batched / per-sample) at ``batch``, and
+  the same at ``large_batch`` (``*_large``), both sides on the CPU with ``threads`` torch threads
+  (default 1, so that neither side gets more cores than the other);
+- ``tiny64_*``: one ``tiny`` training step at 64 px, batch 16 (``diffusionad_loss`` + backward,
+  best of 2) and the synthesizer on the same batch size; ``tiny64_synthesis_share`` =
+  synthesis / (synthesis + step), the fraction of a training step spent making anomalies;
+- ``paper256_*`` (with ``--train-steps all``): ONE ``paper`` step at 256 px with batch 2, scaled
+  per image, against the synthesizer's time per image at batch 16; ``paper256_note`` says so;
+- ``gpu_img_s`` when the batched version also ran on CUDA.
+
+The training steps and the synthesis are timed in the same run, on the same threads, so the
+shares hold on a loaded machine even when the absolute numbers move.
 """
 
 from __future__ import annotations
@@ -184,18 +186,83 @@ def time_batches(fn, batches: list, timer=time.perf_counter) -> float:
     return sum(len(b) for b in batches) / elapsed
 
 
+def side_by_side(size: int, batch: int, n_batches: int, timer) -> tuple[float, float]:
+    """(batched img/s, per-sample img/s) on the CPU, same images, settings and texture bank."""
+    synth = AnomalySynthesizer(kind="object", p_anomaly=0.5)
+    batches = [demo_images(batch, size, seed) for seed in range(n_batches)]
+    bank = synth.texture_bank(size, size, "cpu").permute(0, 2, 3, 1).numpy()  # same textures for both
+    gen = torch.Generator().manual_seed(0)
+    batched = time_batches(lambda b: synth(b, generator=gen), batches, timer)
+    rng = np.random.default_rng(0)
+    np_batches = [b.permute(0, 2, 3, 1).numpy() for b in batches]
+    per_sample = time_batches(lambda b: per_sample_batch(b, bank, rng), np_batches, timer)
+    return batched, per_sample
+
+
+def train_step_seconds(preset: str, size: int, batch: int, repeats: int) -> float:
+    """Seconds of one training step (diffusionad_loss + backward, no optimizer) at this size."""
+    from diffad_core.losses import diffusionad_loss
+    from diffad_core.model import DiffusionAD
+
+    model = DiffusionAD.from_preset(preset, image_size=size)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, 3, size, size, generator=g)
+    mask = (torch.rand(batch, 1, size, size, generator=g) > 0.7).float()
+    label = mask.flatten(1).amax(1)
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        loss = diffusionad_loss(model.unet, model.segnet, model.schedule, x, mask, label, generator=g)
+        loss.total.backward()
+
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def synthesis_seconds(size: int, batch: int, n_batches: int) -> float:
+    """Seconds per batch of the batched synthesizer at this size (CPU, after a warm-up)."""
+    synth = AnomalySynthesizer(kind="object", p_anomaly=0.5)
+    batches = [demo_images(batch, size, seed) for seed in range(n_batches)]
+    gen = torch.Generator().manual_seed(0)
+    return batch / time_batches(lambda b: synth(b, generator=gen), batches)
+
+
+def _with_time_limit(seconds: int, fn):
+    """fn() or TimeoutError after ``seconds`` (SIGALRM: Unix, main thread)."""
+    import signal
+
+    def expire(signum, frame):
+        raise TimeoutError
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        return fn()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="3 batches instead of 20")
+    parser.add_argument("--quick", action="store_true", help="3 batches instead of 20 (1 at the large batch)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                         help="cpu: CPU only; cuda/auto: also time the batched version on CUDA (auto: if available)")
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--large-batch", type=int, default=64, help="second batch size timed side by side (0: skip)")
     parser.add_argument("--batches", type=int, default=None, help="override the number of timed batches")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, like the NumPy side)")
     parser.add_argument("--timer", default="wall", choices=["wall", "process"],
                         help="wall clock (default) or this process's CPU time (steadier on a shared machine; "
                         "CPU-side only, meaningful with --threads 1)")
+    parser.add_argument("--train-steps", default="all", choices=["none", "tiny", "all"],
+                        help="time training steps for the synthesis share: tiny@64 (batch 16), "
+                        "all = also paper@256 (one step, batch 2, skipped if it takes > 60 s)")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda requested but torch.cuda.is_available() is False")
@@ -203,21 +270,11 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     n_batches = args.batches or (3 if args.quick else 20)
     size, batch = args.image_size, args.batch
-
-    synth = AnomalySynthesizer(kind="object", p_anomaly=0.5)
-    batches = [demo_images(batch, size, seed) for seed in range(n_batches)]
-    bank = synth.texture_bank(size, size, "cpu").permute(0, 2, 3, 1).numpy()  # same textures for both
-
-    gen = torch.Generator().manual_seed(0)
     timer = time.perf_counter if args.timer == "wall" else time.process_time
-    batched = time_batches(lambda b: synth(b, generator=gen), batches, timer)
-    print(f"batched (torch, cpu, {args.threads} thread(s)): {batched:8.1f} img/s", flush=True)
 
-    rng = np.random.default_rng(0)
-    np_batches = [b.permute(0, 2, 3, 1).numpy() for b in batches]
-    per_sample = time_batches(lambda b: per_sample_batch(b, bank, rng), np_batches, timer)
-    print(f"per-sample (numpy/PIL loop):          {per_sample:8.1f} img/s", flush=True)
-
+    batched, per_sample = side_by_side(size, batch, n_batches, timer)
+    print(f"batch {batch}: batched (torch, cpu, {args.threads} thread(s)): {batched:8.1f} img/s", flush=True)
+    print(f"batch {batch}: per-sample (numpy/PIL loop):          {per_sample:8.1f} img/s", flush=True)
     result = {
         "benchmark": "synthesis",
         "device": "cpu",
@@ -230,7 +287,49 @@ def main(argv: list[str] | None = None) -> dict:
         "per_sample_img_s": round(per_sample, 1),
         "ratio": round(batched / per_sample, 2),
     }
+    if args.large_batch:
+        large_batches = max(1, (n_batches * batch) // (2 * args.large_batch)) if args.batches is None else n_batches
+        big, big_ref = side_by_side(size, args.large_batch, large_batches, timer)
+        print(f"batch {args.large_batch}: batched {big:8.1f} img/s, per-sample {big_ref:8.1f} img/s", flush=True)
+        result.update({
+            "large_batch": args.large_batch,
+            "large_batches": large_batches,
+            "batched_img_s_large": round(big, 1),
+            "per_sample_img_s_large": round(big_ref, 1),
+            "ratio_large": round(big / big_ref, 2),
+        })
+    if args.train_steps != "none":
+        # synthesis share of one training step, both measured here, same threads (wall clock)
+        synth_tiny = synthesis_seconds(64, 16, max(2, n_batches))
+        step_tiny = train_step_seconds("tiny", 64, 16, repeats=2)
+        result.update({
+            "tiny64_batch": 16,
+            "tiny64_step_s": round(step_tiny, 4),
+            "tiny64_synthesis_s": round(synth_tiny, 4),
+            "tiny64_synthesis_share": round(synth_tiny / (synth_tiny + step_tiny), 4),
+        })
+        print(f"tiny@64, batch 16: step {step_tiny:.3f} s, synthesis {synth_tiny * 1000:.1f} ms", flush=True)
+    if args.train_steps == "all":
+        paper_batch = 2
+        result["paper256_step_batch"] = paper_batch
+        try:
+            step_paper = _with_time_limit(60, lambda: train_step_seconds("paper", 256, paper_batch, repeats=1))
+        except TimeoutError:
+            result["paper256_note"] = f"skipped: one paper@256 step at batch {paper_batch} took > 60 s here"
+            print(result["paper256_note"], flush=True)
+        else:
+            per_image = step_paper / paper_batch
+            synth_paper = synthesis_seconds(256, 16, max(2, n_batches)) / 16  # per image
+            result.update({
+                "paper256_step_s_per_image": round(per_image, 3),
+                "paper256_synthesis_s_per_image": round(synth_paper, 5),
+                "paper256_synthesis_share": round(synth_paper / (synth_paper + per_image), 5),
+                "paper256_note": f"ONE step at batch {paper_batch}, per image = step / {paper_batch}; "
+                "synthesis per image at batch 16",
+            })
+            print(f"paper@256: step {per_image:.2f} s/image, synthesis {synth_paper * 1000:.2f} ms/image", flush=True)
     if use_cuda:
+        batches = [demo_images(batch, size, seed) for seed in range(n_batches)]
         cuda_batches = [b.cuda() for b in batches]
         synth_gpu = AnomalySynthesizer(kind="object", p_anomaly=0.5)
         gen_gpu = torch.Generator(device="cuda").manual_seed(0)

@@ -18,6 +18,9 @@ For H = W = 256 our lattice coordinates are exactly the released ones; for other
 coordinate u = y * r / H is the released field resampled to H x W (same number of blobs per
 image), so no canvas, crop or resize is needed and H, W need not be multiples of the period.
 
+The rotation of the noise is kornia's (`rotate_images`); the noise itself is ours (kornia has
+no Perlin noise).
+
 Random numbers are drawn on the generator's device (``generator.device``; the images' device
 when ``generator`` is None) and then moved, so a CPU ``torch.Generator`` reproduces the same
 draws for CPU and CUDA tensors. Only small parameter tensors are drawn, never per-pixel noise.
@@ -28,7 +31,7 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
+from kornia.geometry.transform import rotate
 
 __all__ = ["fractal_noise", "perlin_mask", "perlin_noise", "rotate_images"]
 
@@ -215,30 +218,20 @@ def fractal_noise(
 def rotate_images(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     """Rotate each image about its centre by its own angle (counter-clockwise, in degrees).
 
-    Bilinear interpolation, zeros outside the input (imgaug ``Affine(rotate=...)`` defaults),
-    centre ((W - 1) / 2, (H - 1) / 2): the same result as ``kornia.geometry.transform.rotate``,
-    but the sampling grid is built by broadcasting (``affine_grid`` is slow on CPU).
+    ``kornia.geometry.transform.rotate`` with one batched call: bilinear interpolation, zeros
+    outside the input (imgaug ``Affine(rotate=...)`` defaults), centre ((W - 1) / 2, (H - 1) / 2).
 
     Args:
         images: (B, C, H, W) floating point.
-        degrees: (B,) angles.
+        degrees: (B,) angles, any device (moved to the images').
 
     Returns:
-        (B, C, H, W).
+        (B, C, H, W), the images' dtype.
     """
-    batch, _, height, width = images.shape
-    rad = degrees.to(device=images.device, dtype=torch.float32) * (math.pi / 180.0)
-    cos, sin = rad.cos()[:, None, None], rad.sin()[:, None, None]
-    cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
-    ys = torch.arange(height, device=images.device, dtype=torch.float32)[None, :, None] - cy
-    xs = torch.arange(width, device=images.device, dtype=torch.float32)[None, None, :] - cx
-    # source pixel of output pixel (x, y): rotate (x, y) by -angle in image coordinates (y down),
-    # then normalise to [-1, 1]; each grid component is one broadcast add of (B, 1, W) + (B, H, 1)
-    sx, sy = 1.0 / max(cx, 0.5), 1.0 / max(cy, 0.5)
-    grid = torch.empty(batch, height, width, 2, device=images.device, dtype=torch.float32)
-    torch.add(cos * sx * xs, -sin * sx * ys, out=grid[..., 0])
-    torch.add(sin * sy * xs, cos * sy * ys, out=grid[..., 1])
-    return F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode="zeros", align_corners=True)
+    if images.shape[0] == 0:
+        return images.clone()
+    angle = degrees.to(device=images.device, dtype=images.dtype)
+    return rotate(images, angle, mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
 # --------------------------------------------------------------------------- anomaly regions

@@ -13,7 +13,25 @@ Per sample, independently (released code, DRAEM lineage):
    x_aug = x (1 - m) + (1 - beta) src m + beta x m.
 
 Everything runs on whole batches on the images' device (torch + kornia); the only Python loops
-are over retries, augmentation slots and the ten operations, never over samples.
+are over retries, augmentation slots and the ten operations, never over samples. Parameters are
+drawn per sample from the caller's ``torch.Generator`` (never kornia's random modules, which use
+the global RNG) and passed to kornia's functional ops as (n,) or (n, 3) tensors.
+
+Who does what:
+
+- from kornia: gamma (``enhance.adjust_gamma``), brightness (``color.rgb_to_ycbcr`` /
+  ``ycbcr_to_rgb`` with ``enhance.adjust_brightness_accumulative`` and ``adjust_brightness``
+  on Y), solarize, posterize, invert and equalize (``kornia.enhance``), the source rotation and
+  the Perlin-region rotation (``geometry.transform.rotate``); sharpness (``enhance.sharpness``)
+  and hue/saturation (``color.rgb_to_hsv``, ``enhance.adjust_hue_raw``, ``color.hsv_to_rgb``)
+  on GPUs;
+- ours: the parameter draws, Perlin noise and the region retries (`perlin`), autocontrast with
+  PIL's cutoff (kornia's is a plain min-max stretch), the saturation shift (kornia's
+  ``adjust_saturation`` multiplies, imgaug adds), the 8-bit rounding in front of kornia's
+  posterize / equalize (`_levels`), the grid shuffle and the texture sources (`textures`), the
+  blend; and on the CPU, closed forms of sharpness and hue/saturation that equal kornia's to
+  float rounding but run ~20x / ~4x faster there (kornia's conv2d and HSV round trip are slow
+  on one CPU thread; tests/test_synthesis.py checks both against kornia and PIL/matplotlib).
 
 Differences from the released code (all documented choices):
 
@@ -26,8 +44,13 @@ Differences from the released code (all documented choices):
   the even-indexed columns in the left half); rows/columns beyond 8 * (H // 8) stay in place.
 - An empty Perlin region is redrawn up to ``max_tries`` times, then replaced by a small disc in
   the foreground (released: the sample silently stays normal).
-- Operations run on float images in [0, 1]; quantised operations (posterize, autocontrast,
-  equalize) quantise to 256 levels as the uint8 originals do.
+- Operations run on float images in [0, 1] (imgaug works on uint8 and rounds after every
+  operation); the quantised operations (posterize, autocontrast, equalize) first round to the
+  256 levels k / 255, as the uint8 originals see them. Brightness clips Y to [0, 1] after the
+  multiply and after the add, as imgaug's uint8 arithmetic does.
+- Texture folders: every image of ``anomaly_source`` (recursively; all 5,640 of DTD) is drawn
+  uniformly, decoded on demand (`textures.TextureFolder`, bounded cache); the released code
+  also draws uniformly from all of DTD.
 """
 
 from __future__ import annotations
@@ -38,10 +61,12 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+import kornia.color as KC
+import kornia.enhance as KE
 import torch
 
 from .perlin import perlin_mask, randint, random_permutations, rotate_images, uniform
-from .textures import load_texture_folder, procedural_textures, shuffle_grid
+from .textures import TextureFolder, procedural_textures, shuffle_grid
 
 __all__ = [
     "AUGMENTATIONS",
@@ -54,53 +79,64 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- augmentations
-# Each op maps (n, 3, H, W) float in [0, 1] to the same, drawing its own per-sample parameters.
+# Each op maps (n, 3, H, W) float32 in [0, 1] to the same, drawing its own per-sample parameters
+# (shape (n,) or (n, 3)) from the generator and applying them in one batched call.
 Op = Callable[[torch.Tensor, "torch.Generator | None"], torch.Tensor]
 
 
-def _histogram_lut(x: torch.Tensor, make_lut: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Apply a per-sample, per-channel lookup table built from the image's own histogram.
+def _levels(x: torch.Tensor) -> torch.Tensor:
+    """Round x in [0, 1] to the nearest of the 256 levels k / 255 (the uint8 image of x).
 
-    As uint8 image code does: x (n, C, H, W) in [0, 1] is quantised to 256 levels; ``make_lut``
-    maps the (n * C, 256) level counts to (n * C, 256) output values in [0, 1].
+    kornia's 8-bit ops (posterize, equalize) truncate x * 255; on exact levels that truncation is
+    the identity, so rounding first gives uint8 semantics (round to nearest) for any float input.
     """
-    n, c, height, width = x.shape
-    levels = (x * 255.0).round_().long().reshape(n * c, -1)
-    levels += torch.arange(n * c, device=x.device)[:, None] * 256  # row offsets: one flat table
-    hist = torch.bincount(levels.view(-1), minlength=n * c * 256).view(n * c, 256)
-    return torch.take(make_lut(hist).float(), levels).view(n, c, height, width)
+    return x.mul(255.0).round_().div_(255.0)
 
 
 def _gamma(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
-    """imgaug GammaContrast((0.5, 2.0), per_channel=True): x ** gamma, gamma per channel."""
-    gamma = uniform((x.shape[0], 3, 1, 1), 0.5, 2.0, generator=g, device=x.device)
-    return torch.log(x).mul_(gamma).exp_()  # x = 0 stays 0 (log 0 = -inf)
+    """imgaug GammaContrast((0.5, 2.0), per_channel=True): x ** gamma, gamma per channel (kornia)."""
+    gamma = uniform((x.shape[0], 3), 0.5, 2.0, generator=g, device=x.device)
+    return KE.adjust_gamma(x, gamma)
 
 
 def _brightness(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
-    """imgaug MultiplyAndAddToBrightness(mul=(0.8, 1.2), add=(-30, 30)) on YCbCr luminance Y."""
+    """imgaug MultiplyAndAddToBrightness(mul=(0.8, 1.2), add=(-30, 30)) on YCbCr luminance Y.
+
+    kornia: RGB -> YCbCr, Y * mul (clipped), + add (clipped), YCbCr -> RGB (clipped); Cb and Cr
+    are kept, so every channel moves by the change of Y (before the final clip).
+    """
     n = x.shape[0]
-    mul = uniform((n, 1, 1, 1), 0.8, 1.2, generator=g, device=x.device)
-    add = uniform((n, 1, 1, 1), -30.0 / 255.0, 30.0 / 255.0, generator=g, device=x.device)
-    luma = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
-    shift = luma.mul_(mul - 1.0).add_(add)  # Cb, Cr fixed: every channel moves with Y
-    return (x + shift).clamp_(0, 1)
+    mul = uniform((n,), 0.8, 1.2, generator=g, device=x.device)
+    add = uniform((n,), -30.0 / 255.0, 30.0 / 255.0, generator=g, device=x.device)
+    ycc = KC.rgb_to_ycbcr(x)
+    luma = KE.adjust_brightness(KE.adjust_brightness_accumulative(ycc[:, :1], mul), add)
+    return KC.ycbcr_to_rgb(torch.cat([luma, ycc[:, 1:]], 1))
 
 
 def _sharpness(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
     """PIL ImageEnhance.Sharpness, factor ~ U(0, 2) (imgaug pillike.EnhanceSharpness).
 
     Blend with PIL's smoothing filter [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13 (factor 0: smooth,
-    1: input, 2: sharper); the one-pixel border is left unchanged, as in PIL.
+    1: input, 2: sharper); the one-pixel border is left unchanged, as in PIL. That is
+    ``kornia.enhance.sharpness``, used on GPUs; on the CPU its depthwise conv2d is ~20x slower
+    than the same filter as separable shifted sums, so the CPU path is `_sharpness_cpu`
+    (equal to kornia's to float rounding, see tests/test_synthesis.py).
     """
-    factor = uniform((x.shape[0], 1, 1, 1), 0.0, 2.0, generator=g, device=x.device)
+    factor = uniform((x.shape[0],), 0.0, 2.0, generator=g, device=x.device)
     if x.shape[-1] < 3 or x.shape[-2] < 3:
-        return x
+        return x.clone()
+    if x.device.type == "cpu":
+        return _sharpness_cpu(x, factor)
+    return KE.sharpness(x, factor)
+
+
+def _sharpness_cpu(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """kornia.enhance.sharpness(x, factor) written as shifted sums (fast on the CPU)."""
     rows = x[:, :, :-2] + x[:, :, 1:-1] + x[:, :, 2:]  # separable 3 x 3 box sum
     inner = x[:, :, 1:-1, 1:-1]
     smooth = (rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]).mul_(1.0 / 13.0).add_(inner, alpha=4.0 / 13.0)
     out = x.clone()
-    out[:, :, 1:-1, 1:-1] = torch.lerp(smooth, inner, factor)
+    out[:, :, 1:-1, 1:-1] = torch.lerp(smooth.clamp_(0, 1), inner, factor.view(-1, 1, 1, 1))
     return out.clamp_(0, 1)
 
 
@@ -108,11 +144,30 @@ def _hue_saturation(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
     """imgaug AddToHueAndSaturation((-50, 50), per_channel=True) in HSV.
 
     Hue moves by dh / 255 of a turn (imgaug's projection of -255..255 onto the hue circle),
-    saturation by ds / 255, dh and ds ~ U(-50, 50) independently.
+    saturation by ds / 255 (added, then clipped to [0, 1]), dh and ds ~ U(-50, 50) independently.
+    kornia: ``rgb_to_hsv``, ``adjust_hue_raw`` (hue in radians), ``hsv_to_rgb``; the saturation
+    is added by us (kornia's ``adjust_saturation`` multiplies). On the CPU the round trip through
+    kornia's HSV is ~4x slower than a closed form, so the CPU path is `_hue_saturation_cpu`
+    (equal to kornia's to float rounding, see tests/test_synthesis.py).
     """
     n = x.shape[0]
-    dh = uniform((n, 1, 1), -50.0 / 255.0, 50.0 / 255.0, generator=g, device=x.device)
-    ds = uniform((n, 1, 1), -50.0 / 255.0, 50.0 / 255.0, generator=g, device=x.device)
+    dh = uniform((n,), -50.0 / 255.0, 50.0 / 255.0, generator=g, device=x.device)
+    ds = uniform((n,), -50.0 / 255.0, 50.0 / 255.0, generator=g, device=x.device)
+    if x.device.type == "cpu":
+        return _hue_saturation_cpu(x, dh, ds)
+    return _hue_saturation_kornia(x, dh, ds)
+
+
+def _hue_saturation_kornia(x: torch.Tensor, dh: torch.Tensor, ds: torch.Tensor) -> torch.Tensor:
+    """Hue + dh turns, saturation + ds through kornia's HSV; dh, ds: (n,)."""
+    hsv = KE.adjust_hue_raw(KC.rgb_to_hsv(x), dh * (2.0 * math.pi))
+    sat = (hsv[:, 1:2] + ds.view(-1, 1, 1, 1)).clamp_(0, 1)
+    return KC.hsv_to_rgb(torch.cat([hsv[:, :1], sat, hsv[:, 2:]], 1)).clamp_(0, 1)
+
+
+def _hue_saturation_cpu(x: torch.Tensor, dh: torch.Tensor, ds: torch.Tensor) -> torch.Tensor:
+    """The HSV shift of `_hue_saturation` in closed form (fast on the CPU)."""
+    dh, ds = dh.view(-1, 1, 1), ds.view(-1, 1, 1)
     r, gr, b = x.unbind(1)
     value = x.amax(1)
     chroma = value - x.amin(1)
@@ -130,63 +185,54 @@ def _hue_saturation(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
 
 
 def _solarize(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
-    """imgaug Solarize(0.5, threshold=(32, 128)): with prob. 0.5 invert values >= threshold."""
+    """imgaug Solarize(0.5, threshold=(32, 128)): with prob. 0.5 invert values >= threshold (kornia)."""
     n = x.shape[0]
-    apply = uniform((n, 1, 1, 1), 0.0, 1.0, generator=g, device=x.device) < 0.5
-    threshold = uniform((n, 1, 1, 1), 32.0 / 255.0, 128.0 / 255.0, generator=g, device=x.device)
-    # a threshold above 1 disables the op for the samples that did not draw it
-    return torch.where(x >= torch.where(apply, threshold, 2.0), 1.0 - x, x)
+    apply = uniform((n,), 0.0, 1.0, generator=g, device=x.device) < 0.5
+    threshold = uniform((n,), 32.0 / 255.0, 128.0 / 255.0, generator=g, device=x.device)
+    # a threshold above 1 disables the op for the samples that did not draw it (no sub-batching)
+    return KE.solarize(x, torch.where(apply, threshold, 2.0))
 
 
 def _posterize(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
-    """imgaug Posterize(): keep the top b bits of each 8-bit level, b ~ U{1..8}."""
-    bits = randint((x.shape[0], 1, 1, 1), 1, 9, generator=g, device=x.device)
-    step = (2 ** (8 - bits)).float()  # clearing the low 8 - b bits = rounding down to a multiple
-    return (x * 255.0).round_().div_(step).floor_().mul_(step / 255.0)
+    """imgaug Posterize(): keep the top b bits of each 8-bit level, b ~ U{1..8} (kornia)."""
+    bits = randint((x.shape[0],), 1, 9, generator=g, device=x.device)
+    return KE.posterize(_levels(x), bits)
 
 
 def _invert(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
-    """imgaug Invert(): 1 - x."""
-    return 1.0 - x
+    """imgaug Invert(): 1 - x (kornia)."""
+    return KE.invert(x)
 
 
 def _autocontrast(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
     """PIL ImageOps.autocontrast per channel, cutoff ~ U{0..20} % at each end (imgaug pillike).
 
-    After removing cutoff % of the pixels from the bottom and the top of the histogram, the
-    lowest and highest remaining levels are stretched to 0 and 255 (no-op if they coincide).
+    Ours: kornia's auto-contrast is a plain min-max stretch without cutoff. After removing
+    cutoff % of the pixels from the bottom and the top of the 256-level histogram, the lowest and
+    highest remaining levels are stretched to 0 and 255 (no-op if they coincide).
     """
     n, c, height, width = x.shape
     cutoff = randint((n, 1), 0, 21, generator=g, device=x.device).repeat_interleave(c, 0)
     cut = cutoff * (height * width) // 100  # pixels removed at each end, as PIL
-
-    def lut(hist: torch.Tensor) -> torch.Tensor:
-        ids = torch.arange(256, device=x.device).expand_as(hist)
-        through = hist.cumsum(1)  # pixels at or below each level
-        from_top = hist.flip(1).cumsum(1).flip(1)  # pixels at or above each level
-        low = torch.where((hist > 0) & (through > cut), ids, 255).amin(1, keepdim=True)
-        high = torch.where((hist > 0) & (from_top > cut), ids, 0).amax(1, keepdim=True)
-        stretched = ((ids - low).float() / (high - low).clamp(min=1).float()).clamp(0, 1)
-        return torch.where(high > low, stretched, ids.float() / 255.0)
-
-    return _histogram_lut(x, lut)
+    levels = x.mul(255.0).round_().long().reshape(n * c, -1)
+    hist = torch.zeros(n * c, 256, device=x.device).scatter_add_(1, levels, torch.ones(()).expand(levels.shape))
+    ids = torch.arange(256, device=x.device).expand_as(hist)
+    through = hist.cumsum(1)  # pixels at or below each level
+    from_top = hist.flip(1).cumsum(1).flip(1)  # pixels at or above each level
+    low = torch.where((hist > 0) & (through > cut), ids, 255).amin(1, keepdim=True)
+    high = torch.where((hist > 0) & (from_top > cut), ids, 0).amax(1, keepdim=True)
+    stretched = ((ids - low).float() / (high - low).clamp(min=1).float()).clamp_(0, 1)
+    lut = torch.where(high > low, stretched, ids.float() / 255.0)
+    return lut.gather(1, levels).view(n, c, height, width)
 
 
 def _equalize(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
-    """PIL ImageOps.equalize per channel (PIL's lookup table, exactly)."""
-
-    def lut(hist: torch.Tensor) -> torch.Tensor:
-        ids = torch.arange(256, device=x.device).expand_as(hist)
-        last = torch.where(hist > 0, ids, 0).amax(1, keepdim=True)  # highest used level
-        step = (hist.sum(1, keepdim=True) - hist.gather(1, last)) // 255
-        table = ((hist.cumsum(1) - hist + step // 2) // step.clamp(min=1)).clamp(max=255)
-        return torch.where(step > 0, table, ids).float() / 255.0
-
-    return _histogram_lut(x, lut)
+    """PIL ImageOps.equalize per channel of the 8-bit levels (kornia)."""
+    return KE.equalize(_levels(x))
 
 
 def _rotate(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
-    """imgaug Affine(rotate=(-45, 45)): bilinear, black fill outside the image."""
+    """imgaug Affine(rotate=(-45, 45)): bilinear, black fill outside the image (kornia)."""
     angle = uniform((x.shape[0],), -45.0, 45.0, generator=g, device=x.device)
     return rotate_images(x, angle).clamp_(0, 1)
 
@@ -216,9 +262,10 @@ def augment_sources(
     """Apply ``num_augmentations`` distinct random augmentations per sample, in random order.
 
     For each sample a random ordered choice of distinct operations from `AUGMENTATIONS` is
-    drawn (as the released ``randAugmenter``); slot by slot, each operation runs once on the
-    sub-batch of samples that drew it for that slot. The operations and their parameters
-    (imgaug's, as used by the released code; drawn per sample):
+    drawn (as the released ``randAugmenter``). Slot by slot, the samples are sorted by the
+    operation they drew (one gather), each operation runs once on its contiguous group with
+    per-sample parameters, and the results are put back in place (one scatter). The
+    operations and their parameters (imgaug's, as used by the released code; drawn per sample):
 
     ==============  ===========================================================
     gamma           x ** gamma, gamma ~ U(0.5, 2) per channel
@@ -243,15 +290,21 @@ def augment_sources(
     """
     if not 0 <= num_augmentations <= len(AUGMENTATIONS):
         raise ValueError(f"num_augmentations must be in 0..{len(AUGMENTATIONS)}, got {num_augmentations}")
-    choice = random_permutations(images.shape[0], len(AUGMENTATIONS), generator=generator, device=images.device)
+    ops = list(_OPS.values())
+    choice = random_permutations(images.shape[0], len(ops), generator=generator, device=images.device)
     out = images
     for slot in range(num_augmentations):
-        new = torch.empty_like(out)  # every sample is written: it drew exactly one op per slot
-        for k, op in enumerate(_OPS.values()):
-            idx = (choice[:, slot] == k).nonzero().squeeze(1)
-            if idx.numel() > 0:
-                new.index_copy_(0, idx, op(out.index_select(0, idx), generator))
-        out = new
+        drawn = choice[:, slot]
+        order = drawn.argsort(stable=True)  # samples grouped by operation, each group in index order
+        counts = torch.bincount(drawn, minlength=len(ops)).tolist()  # the slot's one host sync
+        grouped = out.index_select(0, order)
+        result = torch.empty_like(grouped)
+        start = 0
+        for op, count in zip(ops, counts):
+            if count > 0:
+                result[start : start + count] = op(grouped[start : start + count], generator)
+            start += count
+        out = torch.empty_like(result).index_copy_(0, order, result)
     return out if num_augmentations > 0 else images.clone()
 
 
@@ -288,7 +341,8 @@ class SynthesisConfig:
         texture_prob_object: for objects, probability of a texture source (else self-augmentation).
         num_augmentations: distinct augmentations applied to each source.
         bank_size: number of procedural textures (when ``anomaly_source`` is None).
-        max_source_images: at most this many images are loaded from ``anomaly_source``.
+        max_source_images: decoded images of ``anomaly_source`` kept in memory (a least recently
+            used cache, `TextureFolder`); every image of the folder is drawn from regardless.
         grid: tiles per side for the self-augmentation shuffle.
         max_tries: redraws of an empty Perlin region before the fallback disc.
         bank_seed: seed of the procedural texture bank (independent of the call's generator).
@@ -347,9 +401,11 @@ class AnomalySynthesizer:
     Build it with a `SynthesisConfig` and/or keyword overrides of its fields, e.g.
     ``AnomalySynthesizer(kind="texture", anomaly_source="dtd/images")``; call it on a batch.
 
-    The texture bank is built lazily on the first call, at that call's image size and device
-    (kept as uint8), and rebuilt if a later call has another size or device. Procedural banks
-    come from ``bank_seed``, so results depend only on the call's ``generator``.
+    Texture sources: with ``anomaly_source`` a `TextureFolder` (opened on the first call) from
+    which every texture is drawn uniformly among all the folder's images and decoded on demand
+    into a bounded cache; otherwise a procedural bank built lazily on the first call, at that
+    call's image size and device (kept as uint8), rebuilt if a later call has another size or
+    device, from ``bank_seed``. Either way results depend only on the call's ``generator``.
 
     Randomness: with a ``torch.Generator`` all draws happen on the generator's device and are
     moved to the images' device, so a CPU generator also drives CUDA batches (same draws as on
@@ -364,24 +420,50 @@ class AnomalySynthesizer:
         self.config = replace(config or SynthesisConfig(), **overrides)
         self._bank: torch.Tensor | None = None
         self._bank_key: tuple[int, int, torch.device] | None = None
+        self._folder: TextureFolder | None = None
 
     def __repr__(self) -> str:
         options = ", ".join(f"{k}={v!r}" for k, v in asdict(self.config).items())
         return f"AnomalySynthesizer({options})"
 
+    def texture_folder(self) -> TextureFolder:
+        """The `TextureFolder` of ``anomaly_source`` (opened on first use)."""
+        if self.config.anomaly_source is None:
+            raise ValueError("this synthesizer has no anomaly_source folder (it uses procedural textures)")
+        if self._folder is None:
+            self._folder = TextureFolder(self.config.anomaly_source, cache_images=self.config.max_source_images)
+        return self._folder
+
     def texture_bank(self, height: int, width: int, device: torch.device | str) -> torch.Tensor:
-        """The (N, 3, H, W) uint8 texture bank for this size and device (built on first use)."""
+        """The (N, 3, H, W) uint8 procedural texture bank for this size and device (built on first use).
+
+        With an ``anomaly_source`` folder, all its images decoded at H x W (for inspecting small
+        folders: the synthesizer itself never builds this, it decodes what it draws).
+        """
         device = torch.device(device)
+        if self.config.anomaly_source is not None:
+            folder = self.texture_folder()
+            return folder.images(range(len(folder)), (height, width)).to(device)
         key = (height, width, device)
         if self._bank is None or self._bank_key != key:
             cfg = self.config
-            if cfg.anomaly_source is not None:
-                bank = load_texture_folder(cfg.anomaly_source, (height, width), max_images=cfg.max_source_images)
-            else:
-                gen = torch.Generator().manual_seed(cfg.bank_seed)
-                bank = (procedural_textures(cfg.bank_size, (height, width), generator=gen) * 255).round().to(torch.uint8)
+            gen = torch.Generator().manual_seed(cfg.bank_seed)
+            bank = (procedural_textures(cfg.bank_size, (height, width), generator=gen) * 255).round().to(torch.uint8)
             self._bank, self._bank_key = bank.to(device), key
         return self._bank
+
+    def _textures(self, count: int, height: int, width: int, device: torch.device,
+                  generator: torch.Generator | None) -> torch.Tensor:
+        """``count`` textures drawn uniformly from the source, (count, 3, H, W) float32 in [0, 1]."""
+        if self.config.anomaly_source is not None:
+            folder = self.texture_folder()
+            pick = randint((count,), 0, len(folder), generator=generator, device=torch.device("cpu"))
+            chosen = folder.images(pick, (height, width)).to(device, non_blocking=True)
+        else:
+            bank = self.texture_bank(height, width, device)
+            pick = randint((count,), 0, bank.shape[0], generator=generator, device=device)
+            chosen = bank.index_select(0, pick)
+        return chosen.float().div_(255.0)
 
     @torch.no_grad()
     def __call__(
@@ -433,9 +515,7 @@ class AnomalySynthesizer:
             own, tex = use_self.nonzero().squeeze(1), (~use_self).nonzero().squeeze(1)
             source = torch.empty(n, 3, height, width, device=device)
             if tex.numel() > 0:
-                bank = self.texture_bank(height, width, device)
-                pick = randint((tex.numel(),), 0, bank.shape[0], generator=generator, device=device)
-                source.index_copy_(0, tex, bank.index_select(0, pick).float().div_(255.0))
+                source.index_copy_(0, tex, self._textures(tex.numel(), height, width, device, generator))
             source.index_copy_(0, own, x.index_select(0, idx.index_select(0, own)))
             source = augment_sources(source, num_augmentations=cfg.num_augmentations, generator=generator)
             if own.numel() > 0:

@@ -4,10 +4,11 @@ The released DiffusionAD recipe fills anomaly regions with images from the Descr
 Dataset (DTD) or, for objects, with the image itself cut into a shuffled grid (`shuffle_grid`).
 DTD cannot be downloaded everywhere, so two texture sources are offered:
 
-- `load_texture_folder(folder, size)`: every image under a folder (recursively, e.g.
-  ``dtd/images``) with a suffix of ``data.imageio.IMAGE_EXTENSIONS`` (PNG/JPEG/BMP/TIFF/WebP),
-  resized to the working size (the whole image is squashed, as the released code's
-  ``cv2.resize``), kept as a uint8 bank (N, 3, H, W).
+- `TextureFolder(folder)`: every image under a folder (recursively, e.g. ``dtd/images``, all
+  5,640 of DTD) with a suffix of ``data.imageio.IMAGE_EXTENSIONS`` (PNG/JPEG/BMP/TIFF/WebP),
+  decoded when drawn and resized to the working size (the whole image is squashed, as the
+  released code's ``cv2.resize``), with a bounded cache of decoded uint8 images.
+  `load_texture_folder(folder, size)` decodes a (small) folder into one uint8 bank (N, 3, H, W).
 - `procedural_textures(n, size)`: a built-in bank of varied, colourful textures (multi-octave
   Perlin colour fields, warped stripes, checkers, speckle, and blends of these) so training works
   without DTD. These are a stand-in: they look texture-like but are not DTD's photographs.
@@ -16,6 +17,9 @@ DTD cannot be downloaded everywhere, so two texture sources are offered:
 from __future__ import annotations
 
 import math
+import warnings
+from collections import OrderedDict
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,7 +31,7 @@ from PIL import Image
 from .data.imageio import IMAGE_EXTENSIONS
 from .perlin import fractal_noise, perlin_noise, randint, random_permutations, uniform
 
-__all__ = ["PROCEDURAL_FAMILIES", "load_texture_folder", "procedural_textures", "shuffle_grid"]
+__all__ = ["PROCEDURAL_FAMILIES", "TextureFolder", "load_texture_folder", "procedural_textures", "shuffle_grid"]
 
 PROCEDURAL_FAMILIES: tuple[str, ...] = ("perlin", "stripes", "checker", "speckle", "blend")
 
@@ -41,70 +45,170 @@ def _as_size(size: int | tuple[int, int]) -> tuple[int, int]:
 
 # --------------------------------------------------------------------------- image folders
 
+#: Decoding threads of `TextureFolder` (PIL releases the GIL while it decodes).
+DECODE_THREADS = 4
 
-def _read_rgb(path: Path, height: int, width: int) -> np.ndarray | None:
+
+def _header_ok(path: Path) -> bool:
+    """True if PIL recognises the file (reads the header only, not the pixels)."""
     try:
         with Image.open(path) as img:
+            return img.width > 0 and img.height > 0
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False
+
+
+def _read_rgb(path: Path, height: int, width: int) -> np.ndarray | None:
+    """(H, W, 3) uint8: the whole image squashed to H x W (bilinear), or None if unreadable.
+
+    JPEGs are decoded at the smallest DCT scale (1/2, 1/4, 1/8) that is still at least H x W
+    (PIL ``draft``), which makes DTD's 300-640 px photographs several times cheaper to decode.
+    """
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (width, height))
             img = img.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
             return np.asarray(img, dtype=np.uint8)
     except (OSError, ValueError, Image.DecompressionBombError):
         return None
 
 
-def load_texture_folder(
-    folder: str | Path,
-    size: int | tuple[int, int],
-    *,
-    max_images: int = 512,
-    device: torch.device | str | None = None,
-) -> torch.Tensor:
-    """Load the images under ``folder`` (recursively) as a uint8 texture bank.
+class TextureFolder:
+    """Every image under a folder (recursively, e.g. DTD's ``images``), decoded on demand.
 
-    Files are taken in sorted path order; when there are more than ``max_images``, an evenly
-    spaced subset of that order is kept (deterministic, and it spans DTD's 47 categories).
-    Unreadable files are skipped (replaced by other files when there are more).
+    Design (bounded memory, whole folder, exact resume): start-up only lists the files (sorted
+    paths) and reads their headers; unreadable ones are skipped with one warning. Pixels are
+    decoded when a texture is drawn, at the size asked for, and the last ``cache_images``
+    decoded images are kept (least recently used first out), so memory is at most
+    ``cache_images * 3 * H * W`` bytes (512 images: 6 MB at 64 px, 100 MB at 256 px) whatever the
+    folder size. Which texture a sample gets depends only on the index drawn from the caller's
+    generator, never on the cache, so a resumed run draws and sees the same textures.
+
+    A file that passes the header check but fails to decode is replaced by the next readable
+    file in path order (deterministic), with a warning.
 
     Args:
-        folder: a directory, e.g. the ``images`` folder of DTD.
-        size: working size H (square) or (H, W); every image is resized to it.
-        max_images: at most this many images are kept (memory: N * 3 * H * W bytes).
-        device: where the bank lives.
-
-    Returns:
-        (N, 3, H, W) uint8 tensor, 1 <= N <= max_images.
+        folder: a directory of images with a suffix of ``data.imageio.IMAGE_EXTENSIONS``.
+        cache_images: decoded images kept in memory (>= 1).
 
     Raises:
         FileNotFoundError: ``folder`` does not exist or is not a directory.
         ValueError: no readable image was found under ``folder``.
     """
-    folder = Path(folder).expanduser()
-    height, width = _as_size(size)
-    if max_images < 1:
+
+    def __init__(self, folder: str | Path, *, cache_images: int = 512) -> None:
+        folder = Path(folder).expanduser()
+        if cache_images < 1:
+            raise ValueError(f"cache_images must be >= 1, got {cache_images}")
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"anomaly source folder {str(folder)!r} does not exist; pass a folder of texture "
+                "images (e.g. DTD's 'images' folder) or leave anomaly_source unset to use the "
+                "built-in procedural textures"
+            )
+        paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
+            ok = list(pool.map(_header_ok, paths))
+        bad = [p for p, good in zip(paths, ok) if not good]
+        if bad:
+            warnings.warn(f"skipping {len(bad)} unreadable image file(s) under {str(folder)!r}, the first: {str(bad[0])!r}",
+                          stacklevel=2)
+        self.folder = folder
+        self.paths: list[Path] = [p for p, good in zip(paths, ok) if good]
+        if not self.paths:
+            raise ValueError(
+                f"no readable image (suffixes {', '.join(IMAGE_EXTENSIONS)}) under {str(folder)!r}; "
+                "point anomaly_source at a folder of texture images (e.g. DTD's 'images' folder) "
+                "or leave it unset to use the built-in procedural textures"
+            )
+        self.cache_images = cache_images
+        self._cache: OrderedDict[tuple[int, int, int], np.ndarray] = OrderedDict()
+        self._broken: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __repr__(self) -> str:
+        return f"TextureFolder({str(self.folder)!r}, {len(self)} images, cache_images={self.cache_images})"
+
+    def images(self, indices: Sequence[int] | torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+        """The textures at ``indices`` (into `paths`), resized to ``size``: (k, 3, H, W) uint8 on the CPU."""
+        height, width = _as_size(size)
+        wanted = [int(i) for i in (indices.tolist() if isinstance(indices, torch.Tensor) else indices)]
+        if any(not 0 <= i < len(self) for i in wanted):
+            raise IndexError(f"texture indices must be in 0..{len(self) - 1}, got {wanted}")
+        found: dict[int, np.ndarray] = {}
+        for i in dict.fromkeys(wanted):  # cache hits become the most recently used
+            key = (i, height, width)
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                found[i] = self._cache[key]
+        missing = [i for i in dict.fromkeys(wanted) if i not in found]
+        if missing:
+            with ThreadPoolExecutor(max_workers=min(DECODE_THREADS, len(missing))) as pool:
+                decoded = list(pool.map(lambda i: _read_rgb(self.paths[i], height, width), missing))
+            for i, arr in zip(missing, decoded):
+                found[i] = arr if arr is not None else self._replacement(i, height, width)
+                self._store((i, height, width), found[i])
+        out = np.stack([found[i] for i in wanted]) if wanted else np.empty((0, height, width, 3), np.uint8)
+        return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+    def _store(self, key: tuple[int, int, int], arr: np.ndarray) -> None:
+        self._cache[key] = arr
+        while len(self._cache) > self.cache_images:
+            self._cache.popitem(last=False)
+
+    def _replacement(self, index: int, height: int, width: int) -> np.ndarray:
+        """The next decodable file after ``index`` (cyclic): stands in for a file that failed to decode."""
+        if index not in self._broken:
+            self._broken.add(index)
+            warnings.warn(f"cannot decode {str(self.paths[index])!r}; using the next readable texture instead",
+                          stacklevel=3)
+        for step in range(1, len(self)):
+            j = (index + step) % len(self)
+            if j in self._broken:
+                continue
+            arr = _read_rgb(self.paths[j], height, width)
+            if arr is not None:
+                return arr
+            self._broken.add(j)
+        raise ValueError(f"no image under {str(self.folder)!r} can be decoded; check the files or use another folder")
+
+
+def load_texture_folder(
+    folder: str | Path,
+    size: int | tuple[int, int],
+    *,
+    max_images: int | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Decode the images under ``folder`` (recursively) into one uint8 texture bank.
+
+    For inspecting small folders; training does not build this bank but draws from a
+    `TextureFolder` (all images, bounded memory). Files are taken in sorted path order; with
+    ``max_images`` an evenly spaced subset of that order is kept. Unreadable files are skipped
+    with one warning.
+
+    Args:
+        folder: a directory, e.g. the ``images`` folder of DTD.
+        size: working size H (square) or (H, W); every image is resized to it.
+        max_images: keep at most this many images (default: all; memory N * 3 * H * W bytes).
+        device: where the bank lives.
+
+    Returns:
+        (N, 3, H, W) uint8 tensor.
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist or is not a directory.
+        ValueError: no readable image was found under ``folder``.
+    """
+    if max_images is not None and max_images < 1:
         raise ValueError(f"max_images must be >= 1, got {max_images}")
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"anomaly source folder {str(folder)!r} does not exist; pass a folder of texture "
-            "images (e.g. DTD's 'images' folder) or leave anomaly_source unset to use the "
-            "built-in procedural textures"
-        )
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-    if len(paths) > max_images:  # evenly spaced first, the others as replacements for unreadable files
-        keep = set(np.linspace(0, len(paths) - 1, max_images).round().astype(int).tolist())
-        paths = [paths[i] for i in sorted(keep)] + [p for i, p in enumerate(paths) if i not in keep]
-    arrays: list[np.ndarray] = []
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        start = 0
-        while len(arrays) < max_images and start < len(paths):
-            chunk = paths[start : start + max_images - len(arrays)]
-            start += len(chunk)
-            arrays += [a for a in pool.map(lambda p: _read_rgb(p, height, width), chunk) if a is not None]
-    if not arrays:
-        raise ValueError(
-            f"no readable image (suffixes {', '.join(IMAGE_EXTENSIONS)}) under {str(folder)!r}; "
-            "point anomaly_source at a folder of texture images (e.g. DTD's 'images' folder) "
-            "or leave it unset to use the built-in procedural textures"
-        )
-    bank = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    source = TextureFolder(folder, cache_images=1)
+    count = len(source) if max_images is None else min(max_images, len(source))
+    keep = np.linspace(0, len(source) - 1, count).round().astype(int).tolist()
+    source.cache_images = count
+    bank = source.images(keep, size)
     return bank.to(device) if device is not None else bank
 
 

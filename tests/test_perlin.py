@@ -85,13 +85,42 @@ def test_perlin_noise_is_reproducible():
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
-def test_rotate_images_matches_kornia():
-    from kornia.geometry.transform import rotate
+def old_rotate(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """The hand-written rotation used before kornia's (issue 12); checked against kornia then."""
+    batch, _, height, width = images.shape
+    rad = degrees.float() * (math.pi / 180.0)
+    cos, sin = rad.cos()[:, None, None], rad.sin()[:, None, None]
+    cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
+    ys = torch.arange(height, dtype=torch.float32)[None, :, None] - cy
+    xs = torch.arange(width, dtype=torch.float32)[None, None, :] - cx
+    grid = torch.stack([(cos * xs - sin * ys) / max(cx, 0.5), (sin * xs + cos * ys) / max(cy, 0.5)], -1)
+    return torch.nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
+
+def test_rotate_images_matches_old_implementation():
     for shape in [(3, 3, 16, 16), (3, 1, 12, 21)]:
         x = torch.rand(*shape, generator=seeded())
         angle = torch.tensor([-80.0, 10.0, 45.0])
-        torch.testing.assert_close(rotate_images(x, angle), rotate(x, angle), atol=1e-4, rtol=0)
+        torch.testing.assert_close(rotate_images(x, angle), old_rotate(x, angle), atol=1e-4, rtol=0)
+
+
+def test_rotate_images_by_hand():
+    x = torch.rand(2, 1, 9, 9, generator=seeded(2))
+    out = rotate_images(x, torch.tensor([0.0, 90.0]))
+    torch.testing.assert_close(out[0], x[0], atol=1e-5, rtol=0)
+    # +90 degrees is counter-clockwise on screen (y down): torch.rot90 over (H, W)
+    torch.testing.assert_close(out[1], torch.rot90(x[1], 1, (1, 2)), atol=1e-5, rtol=0)
+    assert rotate_images(torch.zeros(0, 1, 4, 4), torch.zeros(0)).shape == (0, 1, 4, 4)
+
+
+def test_perlin_mask_rotation_per_sample():
+    # one batched call: sample i's region equals the same noise rotated alone by its own angle
+    res = torch.tensor([[2, 4], [8, 1], [4, 4]])
+    noise = perlin_noise(3, 24, 24, res, generator=seeded(4))[:, None]
+    angle = torch.tensor([-90.0, 30.0, 75.0])
+    together = rotate_images(noise, angle)
+    for i in range(3):
+        torch.testing.assert_close(together[i : i + 1], rotate_images(noise[i : i + 1], angle[i : i + 1]))
 
 
 def test_perlin_mask_inside_foreground_and_non_empty():

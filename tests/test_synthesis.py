@@ -105,6 +105,160 @@ def test_pointwise_ops_by_hand(monkeypatch):
     torch.testing.assert_close(out, torch.full_like(grey, 0.5 * 1.05 + 0.05))
 
 
+# The hand-written torch versions these ops had before they moved to kornia (issue 12), kept
+# as references: each was checked against PIL / matplotlib / kornia when it was written.
+
+
+def old_gamma(x, gamma):
+    return torch.log(x).mul_(gamma.view(-1, 3, 1, 1)).exp_()
+
+
+def old_brightness(x, mul, add):
+    luma = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+    return (x + luma * (mul.view(-1, 1, 1, 1) - 1.0) + add.view(-1, 1, 1, 1)).clamp(0, 1)
+
+
+def old_solarize(x, apply, threshold):
+    t = torch.where(apply, threshold, 2.0).view(-1, 1, 1, 1)
+    return torch.where(x >= t, 1.0 - x, x)
+
+
+def old_posterize(x, bits):
+    step = (2 ** (8 - bits.view(-1, 1, 1, 1))).float()
+    return (x * 255.0).round().div(step).floor().mul(step / 255.0)
+
+
+def old_equalize(x):
+    n, c, h, w = x.shape
+    levels = (x * 255.0).round().long().reshape(n * c, -1)
+    hist = torch.stack([torch.bincount(row, minlength=256) for row in levels])
+    ids = torch.arange(256).expand_as(hist)
+    last = torch.where(hist > 0, ids, 0).amax(1, keepdim=True)
+    step = (hist.sum(1, keepdim=True) - hist.gather(1, last)) // 255
+    table = ((hist.cumsum(1) - hist + step // 2) // step.clamp(min=1)).clamp(max=255)
+    lut = torch.where(step > 0, table, ids).float() / 255.0
+    return lut.gather(1, levels).view(n, c, h, w)
+
+
+def old_rotate(images, degrees):
+    batch, _, height, width = images.shape
+    rad = degrees.float() * (np.pi / 180.0)
+    cos, sin = rad.cos()[:, None, None], rad.sin()[:, None, None]
+    cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
+    ys = torch.arange(height, dtype=torch.float32)[None, :, None] - cy
+    xs = torch.arange(width, dtype=torch.float32)[None, None, :] - cx
+    grid = torch.stack([(cos * xs - sin * ys) / max(cx, 0.5), (sin * xs + cos * ys) / max(cy, 0.5)], -1)
+    return torch.nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def draws(monkeypatch, values: list) -> None:
+    """Make the ops' draws return the given tensors, in call order (uniform and randint alike)."""
+    queue = list(values)
+    pop = lambda shape, lo, hi, generator, device: queue.pop(0).reshape(shape)  # noqa: E731
+    monkeypatch.setattr(synthesis, "uniform", pop)
+    monkeypatch.setattr(synthesis, "randint", pop)
+
+
+def test_gamma_matches_old_and_numpy(monkeypatch):
+    arr, x = uint8_batch(5)
+    gamma = torch.tensor([[0.5, 1.0, 2.0], [0.7, 1.3, 1.9], [1.5, 0.6, 1.1]])
+    draws(monkeypatch, [gamma])
+    ours = synthesis._gamma(x, None)
+    torch.testing.assert_close(ours, old_gamma(x, gamma), atol=2e-6, rtol=0)
+    ref = (arr / 255.0) ** gamma.numpy()[:, None, None, :]
+    np.testing.assert_allclose(ours.permute(0, 2, 3, 1).numpy(), ref, atol=1e-5)
+
+
+def test_brightness_matches_old_where_nothing_clips(monkeypatch):
+    _, x = uint8_batch(6)
+    x = 0.2 + 0.6 * x  # Y stays inside [0, 1] for these factors
+    mul, add = torch.tensor([0.8, 1.0, 1.2]), torch.tensor([-30.0, 0.0, 30.0]) / 255
+    draws(monkeypatch, [mul, add])
+    torch.testing.assert_close(synthesis._brightness(x, None), old_brightness(x, mul, add), atol=2e-6, rtol=0)
+
+
+def test_brightness_clips_luma_like_uint8(monkeypatch):
+    # white * 1.2 clips Y to 1 before the add (imgaug's uint8 Multiply then Add): 1 - 30/255
+    white = torch.ones(1, 3, 2, 2)
+    draws(monkeypatch, [torch.tensor([1.2]), torch.tensor([-30.0 / 255])])
+    torch.testing.assert_close(synthesis._brightness(white, None), torch.full_like(white, 1 - 30 / 255))
+
+
+@pytest.mark.parametrize("threshold", [32, 77, 128])
+def test_solarize_matches_pil(monkeypatch, threshold):
+    arr, x = uint8_batch(7)
+    draws(monkeypatch, [torch.tensor([0.0, 0.0, 0.9]), torch.full((3,), threshold / 255)])  # third not applied
+    ours = to_levels(synthesis._solarize(x, None)).round()
+    ref = np.stack([np.asarray(ImageOps.solarize(Image.fromarray(a), threshold)) for a in arr[:2]])
+    np.testing.assert_array_equal(ours[:2], ref)
+    np.testing.assert_array_equal(ours[2], arr[2])
+    apply, t = torch.tensor([True, True, False]), torch.full((3,), threshold / 255)
+    draws(monkeypatch, [torch.tensor([0.0, 0.0, 0.9]), t])
+    torch.testing.assert_close(synthesis._solarize(x, None), old_solarize(x, apply, t), atol=0, rtol=0)
+
+
+def test_posterize_per_sample_bits_and_rounding(monkeypatch):
+    # off-level inputs: kornia truncates x * 255, we round first (uint8 semantics), as before
+    x = torch.rand(4, 3, 9, 11, generator=seeded(8))
+    bits = torch.tensor([1, 3, 7, 8])
+    draws(monkeypatch, [bits])
+    torch.testing.assert_close(synthesis._posterize(x, None), old_posterize(x, bits), atol=1e-6, rtol=0)
+
+
+def test_equalize_matches_old_off_levels():
+    x = torch.rand(3, 3, 17, 19, generator=seeded(9))
+    torch.testing.assert_close(synthesis._equalize(x, None), old_equalize(x), atol=1e-6, rtol=0)
+    flat = torch.full((1, 3, 4, 4), 0.3)  # step 0: returned as its 8-bit level, unchanged
+    torch.testing.assert_close(synthesis._equalize(flat, None), synthesis._levels(flat))
+
+
+def test_invert_matches_pil():
+    arr, x = uint8_batch(10)
+    ref = np.stack([np.asarray(ImageOps.invert(Image.fromarray(a))) for a in arr])
+    np.testing.assert_array_equal(to_levels(synthesis._invert(x, None)).round(), ref)
+
+
+def test_rotate_matches_old(monkeypatch):
+    x = torch.rand(3, 3, 16, 21, generator=seeded(11))
+    angle = torch.tensor([-45.0, 10.0, 33.0])
+    draws(monkeypatch, [angle])
+    torch.testing.assert_close(synthesis._rotate(x, None), old_rotate(x, angle).clamp(0, 1), atol=1e-4, rtol=0)
+
+
+def test_cpu_closed_forms_match_kornia():
+    from kornia.enhance import sharpness
+
+    x = torch.rand(4, 3, 12, 15, generator=seeded(12))
+    factor = torch.tensor([0.0, 0.5, 1.0, 2.0])
+    torch.testing.assert_close(synthesis._sharpness_cpu(x, factor), sharpness(x, factor), atol=2e-6, rtol=0)
+    dh = torch.tensor([-50.0, -3.0, 20.0, 50.0]) / 255
+    ds = torch.tensor([30.0, -50.0, 0.0, 50.0]) / 255
+    torch.testing.assert_close(synthesis._hue_saturation_cpu(x, dh, ds), synthesis._hue_saturation_kornia(x, dh, ds),
+                               atol=1e-5, rtol=0)
+
+
+def test_ops_take_per_sample_parameters_in_one_call(monkeypatch):
+    # one batched call with per-sample parameters equals one call per sample
+    x = torch.rand(4, 3, 10, 10, generator=seeded(13))
+    for name, op in synthesis._OPS.items():
+        torch.manual_seed(0)
+        monkeypatch.undo()
+        g = seeded(5)
+        together = op(x, g)
+        g = seeded(5)
+        params = []  # record the batched draws, then replay them one sample at a time
+        real_u, real_r = synthesis.uniform, synthesis.randint
+        monkeypatch.setattr(synthesis, "uniform", lambda *a, **k: params.append(real_u(*a, **k)) or params[-1])
+        monkeypatch.setattr(synthesis, "randint", lambda *a, **k: params.append(real_r(*a, **k)) or params[-1])
+        op(x, g)
+        for i in range(4):
+            queue = [p[i : i + 1] for p in params]
+            fake = lambda shape, lo, hi, generator, device, q=queue: q.pop(0).reshape(shape)  # noqa: E731
+            monkeypatch.setattr(synthesis, "uniform", fake)
+            monkeypatch.setattr(synthesis, "randint", fake)
+            torch.testing.assert_close(op(x[i : i + 1], None), together[i : i + 1], atol=1e-5, rtol=0, msg=name)
+
+
 def test_augment_sources_applies_distinct_ops(monkeypatch):
     # replace the ten ops by "add 2**k" so the result tells which ops ran, each exactly once
     fake = {name: (lambda k: lambda x, g: x + 2.0**k)(k) for k, name in enumerate(AUGMENTATIONS)}

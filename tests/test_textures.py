@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
+from PIL import Image
 
 from _images import seeded, write_pngs
 from diffad_core.synthesis import AnomalySynthesizer
-from diffad_core.textures import PROCEDURAL_FAMILIES, load_texture_folder, procedural_textures, shuffle_grid
+from diffad_core.textures import PROCEDURAL_FAMILIES, TextureFolder, load_texture_folder, procedural_textures, shuffle_grid
 
 # --------------------------------------------------------------------------- procedural textures
 
@@ -35,6 +38,76 @@ def test_load_texture_folder(tmp_path):
     assert bank.shape == (3, 3, 8, 12) and bank.dtype == torch.uint8
     assert sorted(bank[:, :, 0, 0].tolist()) == [[0, 0, 255], [0, 255, 0], [255, 0, 0]]
     assert load_texture_folder(tmp_path, 8, max_images=2).shape[0] == 2
+
+
+def write_classes(root, classes: int = 6, per_class: int = 10):
+    """A DTD-like tree root/<class>/<i>.jpg|png, each file a distinct flat colour (red = file number)."""
+    for c in range(classes):
+        folder = root / f"class{c:02d}"
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            k = c * per_class + i
+            suffix = ".jpg" if k % 2 else ".png"
+            Image.new("RGB", (40 + k % 7, 30), (4 * k, 255 - 4 * k, 128)).save(folder / f"{i:03d}{suffix}", quality=95)
+
+
+def red_values(bank: torch.Tensor) -> list[int]:
+    return [round(v / 4) for v in bank[:, 0].float().mean((1, 2)).tolist()]
+
+
+def test_texture_folder_uses_every_image(tmp_path):
+    write_classes(tmp_path / "dtd")
+    (tmp_path / "dtd" / "class00" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    (tmp_path / "dtd" / "class03" / "empty.png").write_bytes(b"")
+    with pytest.warns(UserWarning, match=r"skipping 2 unreadable.*broken\.jpg") as record:
+        folder = TextureFolder(tmp_path / "dtd", cache_images=8)
+    assert len([w for w in record if "unreadable" in str(w.message)]) == 1  # one warning for all
+    assert len(folder) == 60
+    everything = folder.images(range(60), (6, 5))
+    assert everything.shape == (60, 3, 6, 5) and everything.dtype == torch.uint8
+    assert red_values(everything) == list(range(60))  # every file, in sorted path order
+    assert len(folder._cache) == 8  # bounded: only the last 8 decoded images are kept
+
+
+def test_texture_folder_draws_do_not_depend_on_the_cache(tmp_path):
+    write_classes(tmp_path / "dtd", classes=3, per_class=20)
+    picks = torch.randint(0, 60, (40,), generator=seeded())
+    small = TextureFolder(tmp_path / "dtd", cache_images=1)
+    large = TextureFolder(tmp_path / "dtd", cache_images=100)
+    large.images(range(60), 8)  # a warm cache
+    assert torch.equal(small.images(picks, 8), large.images(picks, 8))
+    assert red_values(small.images(picks, 8)) == picks.tolist()
+
+
+def test_synthesizer_samples_the_whole_folder(tmp_path):
+    write_classes(tmp_path / "dtd")
+    synth = AnomalySynthesizer(kind="texture", anomaly_source=tmp_path / "dtd", max_source_images=4,
+                               num_augmentations=0, p_anomaly=1.0, beta_range=(0.0, 0.0))
+    seen = set()
+    for step in range(12):
+        out = synth(torch.zeros(16, 3, 16, 16), generator=seeded(step))
+        inside = out.image[:, 0][out.mask[:, 0] > 0]  # red channel = 4 k / 255 of texture k
+        seen |= set((inside * 255 / 4).round().long().tolist())
+        assert len(synth.texture_folder()._cache) <= 4
+    assert len(seen) > 50  # 192 draws out of 60 files: nearly all are used (a 512 cap would not matter here)
+    again = AnomalySynthesizer(kind="texture", anomaly_source=tmp_path / "dtd", num_augmentations=0, p_anomaly=1.0)
+    first = AnomalySynthesizer(kind="texture", anomaly_source=tmp_path / "dtd", num_augmentations=0, p_anomaly=1.0)
+    first(torch.zeros(4, 3, 16, 16), generator=seeded(0))  # a different history: same result for the same seed
+    for u, v in zip(again(torch.zeros(4, 3, 16, 16), generator=seeded(7)), first(torch.zeros(4, 3, 16, 16), generator=seeded(7))):
+        assert torch.equal(u, v)
+
+
+def test_texture_folder_replaces_undecodable_file(tmp_path):
+    write_pngs(tmp_path / "t", [(10, 0, 0), (20, 0, 0), (30, 0, 0)])
+    good = (tmp_path / "t" / "tex1.png").read_bytes()
+    (tmp_path / "t" / "tex1.png").write_bytes(good[: len(good) // 2])  # header fine, pixels truncated
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        folder = TextureFolder(tmp_path / "t")
+    if len(folder) == 3:  # the header passed: decoding fails, the next file stands in
+        with pytest.warns(UserWarning, match="tex1.png"):
+            bank = folder.images([0, 1, 2], 4)
+        assert bank[:, 0, 0, 0].tolist() == [10, 30, 30]
 
 
 def test_load_texture_folder_errors(tmp_path):
