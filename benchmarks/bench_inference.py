@@ -114,6 +114,47 @@ def ddpm_ratio(model: DiffusionAD, device: torch.device, size: int, steps: Optio
     return out
 
 
+def onnxruntime_row(model: DiffusionAD, images: torch.Tensor, batch: int, seed: int, device: torch.device) -> dict[str, Any]:
+    """img/s of the exported one-step graph in onnxruntime (CPU provider) beside torch eager float32
+    on the CPU, same batches, same noises, one after the other; {"onnxruntime_img_s": None} without
+    the [export] extra."""
+    try:
+        import onnxruntime as ort
+
+        from diffad_core.export import OneStepGraph, export_onnx
+    except ImportError:
+        return {"onnxruntime_img_s": None, "onnxruntime_note": "onnxruntime not installed (pip install diffad_core[export])"}
+    import tempfile
+
+    cpu_model = copy.deepcopy(model).float().eval().cpu()
+    graph = OneStepGraph(cpu_model).eval()
+    x = images.float().div(255.0)
+    g = torch.Generator().manual_seed(seed)
+    noises = [(torch.randn(x[i:i + batch].shape, generator=g), torch.randn(x[i:i + batch].shape, generator=g))
+              for i in range(0, x.shape[0], batch)]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_onnx(cpu_model, f"{tmp}/m.onnx")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+        def run_onnx() -> None:
+            for (ns, nb), i in zip(noises, range(0, x.shape[0], batch)):
+                session.run(None, {"images": x[i:i + batch].numpy(), "noise_s": ns.numpy(), "noise_b": nb.numpy()})
+
+        def run_torch() -> None:
+            with torch.inference_mode():
+                for (ns, nb), i in zip(noises, range(0, x.shape[0], batch)):
+                    graph(x[i:i + batch], ns, nb)
+
+        run_onnx(), run_torch()  # warm-up
+        t_onnx = timed(run_onnx, torch.device("cpu"))
+        t_torch = timed(run_torch, torch.device("cpu"))
+    n = x.shape[0]
+    return {"onnxruntime_img_s": round(n / t_onnx, 3), "torch_eager_cpu_img_s": round(n / t_torch, 3),
+            "onnxruntime_vs_torch": round(t_torch / t_onnx, 2), "onnxruntime_threads": torch.get_num_threads()}
+
+
 def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny preset, 64 px, batch 4, 8 images (CPU, < 1 min)")
@@ -153,6 +194,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     fast_split = SplitTensors(*(f[:n_images] for f in split[:6]), kind=split.kind)
     pred = predict_split(copy.deepcopy(model), fast_split, cfg)
 
+    onnx_row = onnxruntime_row(model, fast_split.images, batch, args.seed, device)
+
     result: dict[str, Any] = {
         "benchmark": "inference",
         "device": device_name(device),
@@ -168,6 +211,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         "fast_channels_last": True,
         "fast_compile": bool(args.compile),
         **ratio,
+        **onnx_row,
         "paper_img_s": 23.5,
         **environment(),
     }
@@ -175,6 +219,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         f"{preset} {size}px on {result['device']}: released-style {released_img_s:.2f} img/s, "
         f"fast (batch {batch}) {pred.images_per_second:.2f} img/s; one-step vs DDPM-1000 "
         f"x{ratio['onestep_vs_ddpm1000_ratio']}{' (extrapolated)' if ratio['ddpm_extrapolated'] else ''}"
+        + (f"; onnxruntime {onnx_row['onnxruntime_img_s']:.2f} vs torch eager {onnx_row['torch_eager_cpu_img_s']:.2f} img/s (CPU)"
+           if onnx_row.get("onnxruntime_img_s") else "")
     )
     return emit(result)
 

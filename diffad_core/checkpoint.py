@@ -117,6 +117,8 @@ def save_weights(
         for k, v in model.state_dict().items()
     }
     meta = {"format": WEIGHTS_FORMAT, "model_config": json.dumps(model.config.to_dict())}
+    if getattr(model, "calibration", None):
+        meta["calibration"] = json.dumps(model.calibration)
     meta.update(metadata or {})
     with atomic_path(path) as tmp:
         save_safetensors(tensors, str(tmp), metadata=meta)
@@ -144,19 +146,45 @@ def _read_safetensors(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
 def load_model(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> DiffusionAD:
     """Rebuild a :class:`DiffusionAD` from a training checkpoint (.pt) or weights (.safetensors).
 
-    The file carries its own config, so nothing else is needed. The model is returned in eval mode.
+    The file carries its own config, so nothing else is needed. The model is returned in eval mode,
+    with the decision thresholds stored with it (if any) on ``model.calibration``
+    (:mod:`diffad_core.calibration`).
     """
     file = Path(path)
     if not file.is_file():
         raise CheckpointError(f"model file {file} does not exist")
     if file.suffix == ".safetensors":
         state, info = _read_safetensors(file)
+        calibration = info["metadata"].get("calibration")
+        try:
+            calibration = json.loads(calibration) if calibration else None
+        except json.JSONDecodeError:
+            raise CheckpointError(f"weights {file} have a damaged calibration field") from None
     else:
         info = load_checkpoint(file, map_location="cpu")
         state = info["model"]
+        calibration = info["extra"].get("calibration")
     try:
         model = DiffusionAD(ModelConfig.from_dict(info["model_config"]))
         model.load_state_dict(state)
     except (ValueError, RuntimeError, TypeError) as exc:
         raise CheckpointError(f"{file} does not match its own model config: {str(exc)[:300]}") from None
+    model.calibration = calibration if calibration is not None else _sidecar_calibration(file)
     return model.to(map_location).eval()
+
+
+#: A JSON file beside weight files, ``{file name: calibration}``: thresholds for weights that
+#: were calibrated after they were written (the shipped mini models keep theirs there, so that
+#: the weight files stay unchanged in git). Metadata inside the file wins over it.
+CALIBRATION_SIDECAR = "calibration.json"
+
+
+def _sidecar_calibration(file: Path) -> Optional[dict[str, Any]]:
+    sidecar = file.parent / CALIBRATION_SIDECAR
+    if not sidecar.is_file():
+        return None
+    try:
+        entry = json.loads(sidecar.read_text()).get(file.name)
+    except (json.JSONDecodeError, AttributeError):
+        raise CheckpointError(f"{sidecar} is not a JSON object of file name -> calibration; fix or delete it") from None
+    return entry if isinstance(entry, dict) else None

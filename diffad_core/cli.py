@@ -1,6 +1,7 @@
 """The ``diffad`` command (also ``python -m diffad_core``).
 
-Sub-commands: ``info``, ``mini``, ``pretrain``, ``train``, ``eval``, ``benchmark``, ``demo``. Training and
+Sub-commands: ``info``, ``mini``, ``pretrain``, ``train``, ``eval``, ``benchmark``, ``demo``,
+``predict``, ``calibrate``, ``export``. Training and
 evaluation options are generated from the fields of :class:`TrainConfig` and :class:`EvalConfig`,
 so the command line and the library share one table of defaults.
 
@@ -79,7 +80,7 @@ def _overrides(args: argparse.Namespace, cls: type) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    from .evaluate import EvalConfig
+    from .inference import EvalConfig
     from .train import TRAIN_PRESETS, TrainConfig
 
     parser = _Parser(prog="diffad", description="DiffusionAD: norm-guided one-step denoising diffusion for anomaly detection")
@@ -150,6 +151,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", default=None, help="scratch | pretrained | PATH (default: the preset's, tiny: pretrained)")
     p.add_argument("--quiet", action="store_true")
     threads_arg(p)
+
+    p = sub.add_parser("predict", help="score new images: predictions.csv, anomaly maps, overlay figures")
+    p.add_argument("--checkpoint", required=True, type=Path, help="model.safetensors or checkpoint.pt")
+    p.add_argument("--images", required=True, help="a folder (searched recursively), a glob pattern or one image file")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--overlays", type=int, default=16, metavar="K", help="overlay figures for the K highest scores (default: 16)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    threads_arg(p)
+    _add_dataclass_options(p, EvalConfig, skip=("num_figures", "map_dtype"), title="inference settings")
+
+    p = sub.add_parser("calibrate", help="store decision thresholds with a model, from a folder of normal images")
+    p.add_argument("--checkpoint", required=True, type=Path, help="model.safetensors or checkpoint.pt")
+    p.add_argument("--images", required=True, help="normal images only: a folder, a glob pattern or one file")
+    p.add_argument("--kind", required=True, choices=["texture", "object"], help="synthetic anomalies as in training")
+    p.add_argument("--out", required=True, type=Path, help="the calibrated weights file to write (.safetensors)")
+    p.add_argument("--seed", type=int, default=0)
+    threads_arg(p)
+
+    p = sub.add_parser("export", help="write the one-step graph for deployment (ONNX, OpenVINO)")
+    p.add_argument("--checkpoint", required=True, type=Path, help="model.safetensors or checkpoint.pt")
+    p.add_argument("--format", default="onnx", choices=["onnx", "openvino"])
+    p.add_argument("--out", type=Path, default=None, help="file to write (default: next to the checkpoint)")
+    for name, default in (("t-s", 200), ("t-b", 400), ("top-k", 50)):
+        p.add_argument(f"--{name}", type=int, default=default, help=f"(default: {default})")
+    p.add_argument("--w", type=float, default=1.0, help="(default: 1.0)")
     return parser
 
 
@@ -219,7 +245,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import per_defect_table, summarize
+    from .evaluate import per_defect_table, summarize, threshold_line
     from .inference import EvalConfig
     from .pipeline import evaluate_category
 
@@ -228,7 +254,61 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(summarize([result], None))
     if result.per_defect:
         print(per_defect_table(result))
+    line = threshold_line(result)
+    print(line[0].upper() + line[1:] if line else "no decision threshold: the model has none stored (diffad calibrate) and --threshold was not given")
     print(f"report written to {args.out}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .inference import EvalConfig
+    from .predict import predict_folder
+    from .runtime import set_threads
+
+    set_threads(args.threads)
+    config = EvalConfig(**{**_overrides(args, EvalConfig), "num_figures": 0})
+    summary = predict_folder(args.checkpoint, args.images, args.out, config, threshold=config.threshold,
+                             top_k=args.overlays, progress=not args.quiet)
+    print(summary.line())
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    import torch
+
+    from .calibration import calibrate
+    from .checkpoint import load_model, save_weights
+    from .data.imageio import read_image, resize_image
+    from .predict import collect_images
+    from .runtime import set_threads
+
+    set_threads(args.threads)
+    model = load_model(args.checkpoint)
+    size = (model.image_size, model.image_size)
+    paths = collect_images(args.images)
+    images = torch.stack([resize_image(read_image(p), size) for p in paths])
+    model.calibration = calibrate(model, images, kind=args.kind, seed=args.seed)
+    c = model.calibration
+    save_weights(args.out, model)
+    print(f"calibrated on {c['n_normal']} normal images and {c['n_synthetic']} synthetic anomalies: image threshold "
+          f"{c['image_threshold']:.4g} (F1 {100 * c['image_f1']:.1f} %), pixel threshold {c['pixel_threshold']:.4g} "
+          f"(F1 {100 * c['pixel_f1']:.1f} %) -> {args.out}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .checkpoint import load_model
+    from .export import export_onnx, export_openvino
+    from .reconstruction import InferenceSetting
+
+    model = load_model(args.checkpoint)
+    setting = InferenceSetting(t_s=args.t_s, t_b=args.t_b, w=args.w, top_k=args.top_k)
+    suffix = ".onnx" if args.format == "onnx" else ".xml"
+    out = args.out or args.checkpoint.with_suffix(suffix)
+    writer = export_onnx if args.format == "onnx" else export_openvino
+    path = writer(model, out, setting=setting)
+    print(f"exported the one-step graph ({args.format}; inputs images, noise_s, noise_b; outputs anomaly_map, score; "
+          f"t_s {setting.t_s}, t_b {setting.t_b}, w {setting.w}, top-{setting.top_k}) to {path}")
     return 0
 
 
@@ -259,6 +339,9 @@ COMMANDS = {
     "eval": _cmd_eval,
     "benchmark": _cmd_benchmark,
     "demo": _cmd_demo,
+    "predict": _cmd_predict,
+    "calibrate": _cmd_calibrate,
+    "export": _cmd_export,
 }
 
 
@@ -271,7 +354,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     try:
         return COMMANDS[args.command](args)
-    except (CheckpointError, TrainingError, ValueError, OSError) as exc:
+    except (CheckpointError, TrainingError, ValueError, OSError, ImportError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"diffad: error: {message}", file=sys.stderr)
         return EXIT_USAGE

@@ -39,6 +39,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from . import metrics as M
 from .files import write_json, write_text
 from .inference import EvalConfig, Predictions, predict_split
 
@@ -52,6 +53,8 @@ __all__ = [
     "compute_metrics",
     "per_defect_metrics",
     "per_defect_table",
+    "threshold_metrics",
+    "threshold_line",
     "write_report",
 ]
 
@@ -108,7 +111,8 @@ def compute_metrics(pred: Predictions) -> tuple[dict[str, float], list[str]]:
 
     notes: list[str] = []
     image_ok = M.has_both_classes(pred.labels)
-    pixel_ok = M.has_both_classes(pred.masks)
+    unknown = 0 if pred.mask_known is None else int(np.count_nonzero(~np.asarray(pred.mask_known, dtype=bool)))
+    pixel_ok = unknown == 0 and M.has_both_classes(pred.masks)
     if image_ok and pixel_ok:
         return M.compute_all(pred.scores, pred.labels, pred.maps, pred.masks), notes
     out = {k: float("nan") for k in METRIC_KEYS}
@@ -132,10 +136,16 @@ def compute_metrics(pred: Predictions) -> tuple[dict[str, float], list[str]]:
             aupro=M.aupro(pred.maps, pred.masks),
         )
     else:
-        kind = "no anomalous pixel" if not pred.masks.any() else "no normal pixel"
-        notes.append(
-            f"the ground-truth masks have {kind}: pixel AUROC, AP, F1-max and AUPRO are NaN"
-        )
+        if unknown:
+            notes.append(
+                f"{unknown} of the {n_bad} defect images have no ground-truth mask: pixel AUROC, AP, F1-max "
+                "and AUPRO are not available (image metrics only)"
+            )
+        else:
+            kind = "no anomalous pixel" if not pred.masks.any() else "no normal pixel"
+            notes.append(
+                f"the ground-truth masks have {kind}: pixel AUROC, AP, F1-max and AUPRO are NaN"
+            )
     return out, notes
 
 
@@ -150,6 +160,7 @@ def per_defect_metrics(pred: Predictions) -> dict[str, dict[str, float]]:
         part = dataclasses.replace(
             pred, scores=pred.scores[keep], labels=pred.labels[keep], maps=pred.maps[keep], masks=pred.masks[keep],
             paths=[pred.paths[i] for i in keep], defects=[pred.defects[i] for i in keep],
+            mask_known=pred.mask_known[keep] if pred.mask_known is not None else None,
         )
         values, _ = compute_metrics(part)
         out[name] = {k: float(values[k]) for k in METRIC_KEYS} | {"n_images": int((defects == name).sum())}
@@ -165,6 +176,47 @@ def _pct(value: Optional[float]) -> str:
     return f"{100.0 * value:.1f}"
 
 
+def threshold_metrics(pred: Predictions, threshold: Optional[float], calibration: Optional[dict]) -> dict[str, Any]:
+    """Precision / recall / F1 at a fixed decision threshold (image level, and pixel level when the
+    calibration holds a pixel threshold): ``threshold`` if given, else the calibrated one; {} if none.
+
+    The calibrated thresholds come from held-out normal training images and synthetic anomalies
+    (:mod:`diffad_core.calibration`); they never saw the test labels they are scored on here.
+    """
+    from .calibration import at_threshold
+
+    calibration = calibration or {}
+    source = "given" if threshold is not None else "calibrated"
+    if threshold is None:
+        threshold = calibration.get("image_threshold")
+    if threshold is None:
+        return {}
+    out: dict[str, Any] = {"threshold": float(threshold), "threshold_source": source}
+    image = at_threshold(pred.scores, pred.labels, threshold)
+    out.update({f"image_{k}_at_threshold": v for k, v in image.items()})
+    masks_known = pred.mask_known is None or bool(np.all(pred.mask_known))
+    if calibration.get("pixel_threshold") is not None and masks_known and M.has_both_classes(pred.masks):
+        out["pixel_threshold"] = float(calibration["pixel_threshold"])
+        pixel = at_threshold(pred.maps.astype(np.float32), pred.masks, out["pixel_threshold"])
+        out.update({f"pixel_{k}_at_threshold": v for k, v in pixel.items()})
+    return out
+
+
+def threshold_line(result: "EvalResult") -> Optional[str]:
+    """One sentence with the "at threshold" figures of ``result`` (None when no threshold is known)."""
+    m = result.metrics
+    if "threshold" not in m:
+        return None
+    where = ("calibrated on held-out normal training images and synthetic anomalies, never on test labels"
+             if m["threshold_source"] == "calibrated" else "given")
+    text = (f"at the image threshold {m['threshold']:.4g} ({where}): precision {_pct(m['image_precision_at_threshold'])} %, "
+            f"recall {_pct(m['image_recall_at_threshold'])} %, F1 {_pct(m['image_f1_at_threshold'])} %")
+    if "pixel_threshold" in m:
+        text += (f"; pixels at {m['pixel_threshold']:.4g}: precision {_pct(m['pixel_precision_at_threshold'])} %, "
+                 f"recall {_pct(m['pixel_recall_at_threshold'])} %, F1 {_pct(m['pixel_f1_at_threshold'])} %")
+    return text
+
+
 def _metrics_markdown(result: EvalResult) -> str:
     m = result.metrics
     lines = [
@@ -177,6 +229,9 @@ def _metrics_markdown(result: EvalResult) -> str:
         "|---|---:|",
     ]
     lines += [f"| {_LABELS[k]} | {_pct(m[k])} |" for k in METRIC_KEYS]
+    line = threshold_line(result)
+    if line:
+        lines += ["", line[0].upper() + line[1:] + "."]
     if result.per_defect:
         lines += ["", "Per defect type (its images against all normal test images):", "", per_defect_table(result)]
     if result.warnings:
@@ -277,6 +332,7 @@ def evaluate(
         n_anomalous=int(np.count_nonzero(pred.labels)),
         images_per_second=pred.images_per_second,
     )
+    metrics.update(threshold_metrics(pred, config.threshold, getattr(model, "calibration", None)))
     kinds = set(pred.defects) - {"good"}
     result = EvalResult(category=category, metrics=metrics, predictions=pred, warnings=notes,
                         per_defect=per_defect_metrics(pred) if len(kinds) > 1 else {})

@@ -68,6 +68,8 @@ class EvalConfig:
             the model itself is not changed); the first batches pay the compilation (seconds to
             minutes), so it pays off on large test sets on a GPU.
         num_figures: how many test images ``figures/samples.png`` shows (0: no samples figure).
+        threshold: image-score threshold for the "at threshold" figures of :func:`diffad_core.evaluate`
+            and for ``diffad predict``; None takes the one calibrated and stored with the model.
         map_dtype: dtype in which maps are kept; "float16" halves the memory of large test sets
             (maps are in [0, 1], so float16 keeps about 3 significant digits).
     """
@@ -84,6 +86,7 @@ class EvalConfig:
     compile: bool = False
     num_figures: int = 8
     map_dtype: MapDtype = "float32"
+    threshold: Optional[float] = None
 
     def __post_init__(self) -> None:
         if self.t_s < 0 or self.t_b < 0:
@@ -139,6 +142,7 @@ class Predictions:
         figure_indices: (K,) indices of the samples kept for pictures (:func:`figure_indices`).
         figure_images: (K, 3, H, W) float32 inputs of those samples, or None when K = 0.
         reconstructions: (K, 3, H, W) float32 x0_g of those samples in [0, 1], or None.
+        mask_known: (N,) bool, False for defect images without a ground-truth mask; None = all known.
     """
 
     scores: np.ndarray
@@ -152,6 +156,7 @@ class Predictions:
     figure_indices: np.ndarray
     figure_images: Optional[np.ndarray] = None
     reconstructions: Optional[np.ndarray] = None
+    mask_known: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
@@ -190,6 +195,7 @@ class _Split:
     labels: Tensor  # (N,) long
     paths: list[str]
     defects: list[str]
+    mask_known: Optional[Tensor] = None  # (N,) bool; None: every mask is known
 
 
 def as_split(data: Any) -> _Split:
@@ -223,7 +229,11 @@ def as_split(data: Any) -> _Split:
     defects = [str(d) for d in getattr(data, "defects", None) or ["good" if y == 0 else "defect" for y in labels.tolist()]]
     if len(paths) != n or len(defects) != n:
         raise ValueError(f"got {n} images but {len(paths)} paths and {len(defects)} defect names")
-    return _Split(images, (masks > 0).to(torch.uint8), labels, paths, defects)
+    known = getattr(data, "mask_known", None)
+    known = torch.as_tensor(known, dtype=torch.bool).view(-1) if known is not None else None
+    if known is not None and known.numel() != n:
+        raise ValueError(f"got {n} images but {known.numel()} mask_known flags")
+    return _Split(images, (masks > 0).to(torch.uint8), labels, paths, defects, known)
 
 
 def to_unit_float(x: Tensor) -> Tensor:
@@ -336,6 +346,7 @@ def predict_split(model: _Predictor, data: Any, config: Optional[EvalConfig] = N
         figure_indices=picks,
         figure_images=figure_images,
         reconstructions=reconstructions,
+        mask_known=split.mask_known.numpy() if split.mask_known is not None else None,
     )
 
 

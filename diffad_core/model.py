@@ -111,6 +111,8 @@ class DiffusionAD(nn.Module):
         self.unet = ReconUNet(config.recon)
         self.segnet = SegUNet(config.seg)
         self.schedule = NoiseSchedule(config.num_train_timesteps, config.beta_schedule)  # type: ignore[arg-type]
+        #: decision thresholds from held-out normal images (diffad_core.calibration), or None
+        self.calibration: Optional[dict[str, Any]] = None
 
     @classmethod
     def from_preset(

@@ -26,6 +26,8 @@ synthesis (texture and self-augmented anomaly sources), so the SegNet is pretrai
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import tempfile
 from pathlib import Path
@@ -202,4 +204,5 @@ def pretrain(
     from .train import fit
 
     corpus = build_corpus(config.image_size, num_images, seed=corpus_seed)
+    config = dataclasses.replace(config, val_fraction=0.0)  # a category-agnostic start has no thresholds
     return fit(config, corpus, kind="object", out_dir=out_dir, resume=resume, progress=progress)

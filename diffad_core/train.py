@@ -35,6 +35,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from .calibration import validation_split
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, save_weights
 from .files import atomic_path, remove_stale_temporaries, trim_jsonl
 from .losses import LossOutput, diffusionad_loss, sample_timesteps
@@ -81,6 +82,9 @@ class TrainConfig:
     focal_gamma: float = 4.0
     p_anomaly: float = 0.5
     anomaly_source: Optional[str] = None
+    # calibration: this share of the normal training images (seeded, at least 3, only when there
+    # are >= 20) is held out of training and sets the decision thresholds (diffad_core.calibration)
+    val_fraction: float = 0.1
     # budget
     steps: Optional[int] = None
     epochs: Optional[float] = None
@@ -105,6 +109,7 @@ class TrainConfig:
             "lr_seg": self.lr_seg > 0,
             "t_s_max": 0 < self.t_s_max < self.num_train_timesteps,
             "p_anomaly": 0.0 <= self.p_anomaly <= 1.0,
+            "val_fraction": 0.0 <= self.val_fraction < 0.5,
             "checkpoint_every": self.checkpoint_every > 0,
             "log_every": self.log_every > 0,
             "steps": self.steps is None or self.steps >= 0,
@@ -169,6 +174,7 @@ class FitResult:
     out_dir: Optional[Path] = None
     checkpoint: Optional[Path] = None
     weights: Optional[Path] = None
+    calibration: Optional[dict[str, Any]] = None
 
 
 def _seed(*parts: int) -> int:
@@ -245,6 +251,8 @@ class _Run:
     sampler: _BatchSampler
     images: Tensor
     foreground: Optional[Tensor]
+    val_images: Tensor
+    val_foreground: Optional[Tensor]
     kind: str
     device: torch.device
     rank: int
@@ -275,7 +283,8 @@ def _resume_state(config: TrainConfig, out: Optional[Path]) -> Optional[dict[str
         raise CheckpointError(f"cannot resume: {path} does not exist (start without --resume)")
     state = load_checkpoint(path)
     saved = state["train_config"]
-    diff = [k for k in _MODEL_KEYS + ("seed", "batch_size") if saved.get(k) != getattr(config, k)]
+    saved = {"val_fraction": 0.0, **saved}  # runs saved before the hold-out existed trained on every image
+    diff = [k for k in _MODEL_KEYS + ("seed", "batch_size", "val_fraction") if saved.get(k) != getattr(config, k)]
     if diff:
         raise TrainingError(
             f"cannot resume {path}: settings differ from the saved run: "
@@ -298,9 +307,12 @@ def _setup(config: TrainConfig, train: Any, kind: Optional[str], out_dir: Any, r
     kind = kind or data_kind or "texture"
     if kind not in ("texture", "object"):
         raise ValueError(f"kind={kind!r} is not valid; use 'texture' or 'object'")
-    n_train = images.shape[0]
-    if n_train == 0:
+    if images.shape[0] == 0:
         raise ValueError("the training split has no images")
+    keep, held = validation_split(images.shape[0], config.val_fraction, config.seed)
+    val_images, val_fg = images[held], (foreground[held] if foreground is not None else None)
+    images, foreground = images[keep], (foreground[keep] if foreground is not None else None)
+    n_train = images.shape[0]
     if images.shape[-1] != config.image_size or images.shape[-2] != config.image_size:
         raise ValueError(
             f"training images are {tuple(images.shape[-2:])} but image_size={config.image_size}; "
@@ -317,6 +329,7 @@ def _setup(config: TrainConfig, train: Any, kind: Optional[str], out_dir: Any, r
         model = initial_model(config)
     if state is not None:
         model.load_state_dict(state["model"])
+    model.calibration = state["extra"].get("calibration") if state is not None else None  # none of the start's
     model = model.to(device).train()
     fmt = memory_format(config.channels_last)
     if config.channels_last:
@@ -349,6 +362,7 @@ def _setup(config: TrainConfig, train: Any, kind: Optional[str], out_dir: Any, r
         config=config, model=model, joint=joint, opt_unet=opt_unet, opt_seg=opt_seg, schedulers=schedulers,
         synth=AnomalySynthesizer(kind=kind, p_anomaly=config.p_anomaly, anomaly_source=config.anomaly_source),
         sampler=_BatchSampler(n_train, config.seed), images=images, foreground=foreground, kind=kind,
+        val_images=val_images, val_foreground=val_fg,
         device=device, rank=rank, world=world, local_batch=config.batch_size // world,
         use_amp=use_bf16(config.amp, device), fmt=fmt, total_steps=_budget_steps(config, n_train),
         start_step=int(state["step"]) if state is not None else 0,
@@ -405,7 +419,8 @@ def _save(run: _Run, step_done: int, seconds: float) -> Optional[Path]:
         raise TrainingError(f"non-finite weights at step {step_done}; {kept}")
     return save_checkpoint(
         path, model=run.model, optimizers={"unet": run.opt_unet, "seg": run.opt_seg}, schedulers=run.schedulers,
-        step=step_done, train_config=run.config.to_dict(), rng=rng_state(), extra={"seconds": seconds, "kind": run.kind},
+        step=step_done, train_config=run.config.to_dict(), rng=rng_state(), extra={"seconds": seconds, "kind": run.kind,
+                                                                      "calibration": getattr(run.model, "calibration", None)},
     )
 
 
@@ -500,7 +515,17 @@ def fit(
         if bar is not None:
             bar.close()
     seconds = run.elapsed_before + time.perf_counter() - t0
-    result = FitResult(model=run.model.eval(), steps=step, seconds=seconds, history=history, out_dir=run.out)
+    run.model.eval()
+    if run.val_images.shape[0] and run.rank == 0:  # thresholds from the held-out images, never test labels
+        from .calibration import calibrate
+        from .inference import EvalConfig
+
+        run.model.calibration = calibrate(
+            run.model, run.val_images, kind=run.kind, foreground=run.val_foreground, seed=config.seed,
+            anomaly_source=config.anomaly_source, config=EvalConfig(device=str(run.device), seed=config.seed),
+        )
+    result = FitResult(model=run.model, steps=step, seconds=seconds, history=history, out_dir=run.out,
+                       calibration=getattr(run.model, "calibration", None))
     if run.out is not None and run.rank == 0:
         result.checkpoint = _save(run, step, seconds)
         result.weights = save_weights(run.out / "model.safetensors", run.model,

@@ -466,7 +466,7 @@ def save_figure(fig: Figure, path: Union[str, os.PathLike], *, dpi: int = 100) -
     The format follows the file extension (.png, .pdf, .svg, ...). Parent folders are created.
     Returns the path written.
     """
-    from .checkpoint import atomic_path
+    from .files import atomic_path
 
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"

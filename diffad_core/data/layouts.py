@@ -229,11 +229,12 @@ def parse_mvtec(root: str | os.PathLike, category: str, split: Split) -> list[Re
             continue
         masks = _index_by_stem(_child(gt_root, sub.name) if gt_root is not None else None)
         masks_3d = _index_by_stem(sub / "gt")  # MVTec 3D-AD keeps masks next to rgb/
+        no_masks_at_all = gt_root is None and not masks_3d  # test/<good|defect> only: image metrics
         for p in images:
             mask = masks_3d.get(p.stem)
             for suffix in _MASK_SUFFIXES:
                 mask = mask or masks.get(p.stem + suffix)
-            if mask is None:
+            if mask is None and not no_masks_at_all:
                 where = (gt_root or cat_dir / "ground_truth") / sub.name
                 raise DatasetError(
                     f"Defect image {p} has no ground-truth mask: looked for "

@@ -173,6 +173,7 @@ class AnomalyDataset(Dataset):
             "defect": rec.defect,
             "path": str(rec.image),
             "foreground": self._foreground(rec, image),
+            "mask_known": rec.mask is not None or rec.label == 0,
         }
 
     # -------------------------------------------------------------- summaries
@@ -265,7 +266,9 @@ class SplitTensors(NamedTuple):
 
     images (N, 3, H, W) uint8 0..255; masks (N, 1, H, W) uint8 0/1; labels (N,) long;
     foreground (N, 1, H, W) uint8 0/1; paths and defects: lists of N strings; kind: the
-    category's kind ("texture" or "object") from the dataset, which ``fit`` reads (None if unknown).
+    category's kind ("texture" or "object") from the dataset, which ``fit`` reads (None if unknown);
+    mask_known (N,) bool: False for defect images without a ground-truth mask (a test folder of
+    ``good`` and defect image folders only: the pixel metrics are then not available).
     """
 
     images: torch.Tensor
@@ -275,6 +278,7 @@ class SplitTensors(NamedTuple):
     paths: list[str]
     defects: list[str]
     kind: Optional[CategoryKind] = None
+    mask_known: Optional[torch.Tensor] = None
 
 
 def load_tensors(
@@ -294,7 +298,7 @@ def load_tensors(
     if len(dataset) == 0:
         raise DatasetError("load_tensors got an empty dataset.")
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    images, masks, labels, foreground, paths, defects = [], [], [], [], [], []
+    images, masks, labels, foreground, paths, defects, known = [], [], [], [], [], [], []
     for batch in loader:
         images.append((batch["image"] * 255.0).round_().clamp_(0, 255).to(torch.uint8))
         masks.append(batch["mask"].to(torch.uint8))
@@ -302,6 +306,9 @@ def load_tensors(
         foreground.append(batch["foreground"].to(torch.uint8))
         paths += list(batch["path"])
         defects += list(batch["defect"])
+        n_batch = len(batch["path"])
+        known.append(torch.as_tensor(batch["mask_known"], dtype=torch.bool) if "mask_known" in batch
+                     else torch.ones(n_batch, dtype=torch.bool))
     return SplitTensors(
         images=torch.cat(images),
         masks=torch.cat(masks),
@@ -310,4 +317,5 @@ def load_tensors(
         paths=paths,
         defects=defects,
         kind=getattr(dataset, "kind", None),
+        mask_known=torch.cat(known),
     )

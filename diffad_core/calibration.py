@@ -1,0 +1,135 @@
+"""Decision thresholds that never see test labels: calibrated on held-out normal images.
+
+``fit`` holds out a seeded part of the normal training images (``TrainConfig.val_fraction``,
+default 10 %, at least :data:`MIN_VALIDATION` images, only when the split has at least
+:data:`MIN_TRAIN_FOR_VALIDATION`); they are never trained on. After training,
+:func:`calibrate` scores them twice - as they are (label 0) and turned into synthetic anomalies by
+the training synthesizer with ``p_anomaly = 1`` (label 1, with their masks) - and stores:
+
+* ``image_threshold``: the image-score threshold with the highest F1 on that set (a score at or
+  above it means "defect");
+* ``pixel_threshold``: the same rule on every pixel of those maps;
+* the F1 reached, the set's sizes, and the normal scores' mean and maximum;
+* the score normalisation :mod:`diffad_core.predict` reports: score / image_threshold.
+
+The values go into the weights file's metadata (``"calibration"``) and back onto
+``model.calibration`` when the file is loaded. Synthetic anomalies are not real defects, so the
+threshold is an informed default, not a guarantee: check it on labelled images of your own.
+``diffad calibrate`` computes it for any model file from a folder of normal images.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .inference import EvalConfig, predict_images
+
+__all__ = ["MIN_VALIDATION", "MIN_TRAIN_FOR_VALIDATION", "RULE", "calibrate", "f1_threshold",
+           "validation_split", "at_threshold"]
+
+#: Fewest held-out images, and fewest training images for any hold-out at all.
+MIN_VALIDATION = 3
+MIN_TRAIN_FOR_VALIDATION = 20
+#: How the thresholds were chosen (stored with them).
+RULE = "F1-optimal on held-out normal training images and synthetic anomalies made from them"
+
+
+def validation_split(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """(train indices, validation indices) of ``n`` images, seeded; no validation for small sets."""
+    if fraction <= 0 or n < MIN_TRAIN_FOR_VALIDATION:
+        return torch.arange(n), torch.arange(0)
+    n_val = max(MIN_VALIDATION, int(round(fraction * n)))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed) + 7919))
+    return perm[n_val:].sort().values, perm[:n_val].sort().values
+
+
+def f1_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(threshold, F1) maximising F1 of "score >= threshold means positive", exact over all scores.
+
+    Ties are kept together; with several optimal thresholds the midpoint between the optimal
+    score and the next lower distinct score is returned, so that tiny noise does not flip decisions.
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(labels).ravel() > 0
+    n_pos = int(y.sum())
+    if n_pos == 0 or n_pos == y.size:
+        raise ValueError("f1_threshold needs both positive and negative samples")
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(s) != 0), s.size - 1]  # last index of each distinct score
+    tp = np.cumsum(y)[last]
+    fp = (last + 1) - tp
+    f1 = 2 * tp / (tp + fp + n_pos)
+    best = int(np.argmax(f1))
+    threshold = s[last[best]]
+    if best + 1 < last.size:
+        threshold = 0.5 * (threshold + s[last[best + 1]])
+    return float(threshold), float(f1[best])
+
+
+def at_threshold(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
+    """Precision, recall and F1 of "score >= threshold" against ``labels`` (NaN where undefined)."""
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(labels).ravel() > 0
+    pred = s >= threshold
+    tp = float(np.sum(pred & y))
+    precision = tp / pred.sum() if pred.sum() else float("nan")
+    recall = tp / y.sum() if y.sum() else float("nan")
+    f1 = 2 * tp / (pred.sum() + y.sum()) if (pred.sum() + y.sum()) else float("nan")
+    return {"precision": float(precision), "recall": float(recall), "f1": float(f1)}
+
+
+def calibrate(
+    model: Any,
+    images: Tensor,
+    *,
+    kind: str,
+    foreground: Optional[Tensor] = None,
+    config: Optional[EvalConfig] = None,
+    seed: int = 0,
+    anomaly_source: Optional[str] = None,
+) -> dict[str, Any]:
+    """Thresholds of ``model`` from normal ``images`` (N, 3, H, W), uint8 or float in [0, 1].
+
+    See the module docstring. ``kind`` picks the synthetic anomalies (as in training); ``seed``
+    seeds both the synthesizer and the inference noise.
+    """
+    from .synthesis import AnomalySynthesizer
+
+    config = config or EvalConfig(seed=seed)
+    x = torch.as_tensor(images)
+    x = x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
+    if x.dim() != 4 or x.shape[0] < 1:
+        raise ValueError(f"calibrate needs normal images (N, 3, H, W) with N >= 1, got {tuple(x.shape)}")
+    synth = AnomalySynthesizer(kind=kind, p_anomaly=1.0, anomaly_source=anomaly_source)
+    fg = foreground.float() if foreground is not None else None
+    syn = synth(x, fg, generator=torch.Generator().manual_seed(int(seed) + 104729))
+    keep = syn.label > 0  # a sample whose foreground was empty stays normal: leave it out
+    if not bool(keep.any()):
+        raise ValueError("no synthetic anomaly could be made from the calibration images (empty foregrounds?)")
+    normal = predict_images(model, x, config)
+    anomalous = predict_images(model, syn.image[keep], config)
+    scores = np.concatenate([normal.scores, anomalous.scores])
+    labels = np.r_[np.zeros(len(normal.scores)), np.ones(len(anomalous.scores))]
+    image_thr, image_f1 = f1_threshold(scores, labels)
+    maps = np.concatenate([normal.maps, anomalous.maps]).ravel()
+    masks = np.concatenate([np.zeros_like(normal.maps), syn.mask[keep][:, 0].numpy()]).ravel()
+    pixel_thr, pixel_f1 = f1_threshold(maps, masks)
+    return {
+        "rule": RULE,
+        "image_threshold": image_thr,
+        "image_f1": image_f1,
+        "pixel_threshold": pixel_thr,
+        "pixel_f1": pixel_f1,
+        "n_normal": int(len(normal.scores)),
+        "n_synthetic": int(len(anomalous.scores)),
+        "normal_score_mean": float(np.mean(normal.scores)),
+        "normal_score_max": float(np.max(normal.scores)),
+        "kind": kind,
+        "seed": int(seed),
+        "normalization": "score / image_threshold",
+    }
