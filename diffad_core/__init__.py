@@ -55,6 +55,7 @@ from .networks import (
 )
 from .perlin import perlin_mask
 from .pipeline import demo, evaluate_category, run_categories, train_category
+from .predict import predict_folder
 from .pretrained import PRETRAINED, PRETRAINED_STARTS, load_pretrained, pretrained_path, pretrained_start
 from .pretraining import build_corpus, pretrain
 from .reconstruction import PAPER_INFERENCE, Reconstruction, iterative_reconstruct, norm_guided_forward, reconstruct
@@ -86,8 +87,8 @@ __all__ = [
     "load_model", "CheckpointError", "EvalConfig", "Predictions", "predict_split", "predict_images",
     "reconstruction_psnr", "EvalResult", "evaluate", "summarize", "write_summary", "per_defect_table",
     "PAPER_RESULTS", "resolve_device", "set_threads",
-    # whole-category flows (what the diffad command runs)
-    "train_category", "evaluate_category", "run_categories", "demo",
+    # whole-category flows (what the diffad command runs) and new images
+    "train_category", "evaluate_category", "run_categories", "demo", "predict_folder",
     # shipped weights and pretraining
     "PRETRAINED", "load_pretrained", "pretrained_path", "PRETRAINED_STARTS", "pretrained_start",
     "build_corpus", "pretrain",
