@@ -22,48 +22,59 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 
-from .checkpoint import CheckpointError, load_checkpoint, load_model, save_weights
-from .data import (
-    DATASET_CATEGORIES,
-    MINI_CATEGORIES,
-    MINI_DEFECTS,
-    DAGMDataset,
-    DatasetError,
-    EmptyMaskWarning,
-    MVTecDataset,
-    SplitTensors,
-    VisADataset,
-    category_kind,
-    estimate_foreground,
-    list_categories,
-    load_tensors,
-    make_mini_benchmark,
-    open_dataset,
-)
-from .evaluate import METRIC_KEYS, PAPER_RESULTS, EvalResult, evaluate, per_defect_table, summarize, write_summary
-from .inference import EvalConfig, Predictions, predict_images, predict_split, reconstruction_psnr
-from .losses import diffusionad_loss
-from .metrics import ProCurve, aupro, compute_all, f1_max, image_ap, image_auroc, pixel_ap, pixel_auroc, pixel_f1_max, pro_curve
-from .model import DiffusionAD, ModelConfig, Prediction, image_scores
-from .networks import (
-    RECON_PRESETS,
-    SEG_PRESETS,
-    ReconUNet,
-    ReconUNetConfig,
-    SegUNet,
-    SegUNetConfig,
-)
-from .perlin import perlin_mask
-from .pipeline import demo, evaluate_category, run_categories, train_category
-from .predict import predict_folder
-from .pretrained import PRETRAINED, PRETRAINED_STARTS, load_pretrained, pretrained_path, pretrained_start
-from .pretraining import build_corpus, pretrain
-from .reconstruction import PAPER_INFERENCE, Reconstruction, iterative_reconstruct, norm_guided_forward, reconstruct
-from .schedule import NoiseSchedule
-from .synthesis import AnomalySynthesizer, SynthesisConfig, SynthesisOutput
-from .textures import procedural_textures, shuffle_grid
-from .runtime import resolve_device, set_threads
-from .train import TRAIN_PRESETS, FitResult, TrainConfig, TrainingError, fit
+# Names are imported on first use (PEP 562), so `import diffad_core` and `diffad --help` stay fast;
+# `from diffad_core import fit` works as usual.
+_EXPORTS: dict[str, str] = {
+    "CheckpointError": "checkpoint", "load_checkpoint": "checkpoint", "load_model": "checkpoint",
+    "save_weights": "checkpoint",
+    "DAGMDataset": "data", "DATASET_CATEGORIES": "data", "DatasetError": "data", "EmptyMaskWarning": "data",
+    "MINI_CATEGORIES": "data", "MINI_DEFECTS": "data", "MVTecDataset": "data", "SplitTensors": "data",
+    "VisADataset": "data", "category_kind": "data", "estimate_foreground": "data", "list_categories": "data",
+    "load_tensors": "data", "make_mini_benchmark": "data", "open_dataset": "data",
+    "EvalResult": "evaluate", "METRIC_KEYS": "evaluate", "PAPER_RESULTS": "evaluate", "evaluate": "evaluate",
+    "per_defect_table": "evaluate", "summarize": "evaluate", "write_summary": "evaluate",
+    "EvalConfig": "inference", "Predictions": "inference", "predict_images": "inference",
+    "predict_split": "inference", "reconstruction_psnr": "inference",
+    "diffusionad_loss": "losses",
+    "ProCurve": "metrics", "aupro": "metrics", "compute_all": "metrics", "f1_max": "metrics",
+    "image_ap": "metrics", "image_auroc": "metrics", "pixel_ap": "metrics", "pixel_auroc": "metrics",
+    "pixel_f1_max": "metrics", "pro_curve": "metrics",
+    "DiffusionAD": "model", "ModelConfig": "model", "Prediction": "model", "image_scores": "model",
+    "RECON_PRESETS": "networks", "ReconUNet": "networks", "ReconUNetConfig": "networks",
+    "SEG_PRESETS": "networks", "SegUNet": "networks", "SegUNetConfig": "networks",
+    "perlin_mask": "perlin",
+    "demo": "pipeline", "evaluate_category": "pipeline", "run_categories": "pipeline",
+    "train_category": "pipeline",
+    "predict_folder": "predict",
+    "PRETRAINED": "pretrained", "PRETRAINED_STARTS": "pretrained", "load_pretrained": "pretrained",
+    "pretrained_path": "pretrained", "pretrained_start": "pretrained",
+    "build_corpus": "pretraining", "pretrain": "pretraining",
+    "PAPER_INFERENCE": "reconstruction", "Reconstruction": "reconstruction",
+    "iterative_reconstruct": "reconstruction", "norm_guided_forward": "reconstruction",
+    "reconstruct": "reconstruction",
+    "resolve_device": "runtime", "set_threads": "runtime",
+    "NoiseSchedule": "schedule",
+    "AnomalySynthesizer": "synthesis", "SynthesisConfig": "synthesis", "SynthesisOutput": "synthesis",
+    "procedural_textures": "textures", "shuffle_grid": "textures",
+    "FitResult": "train", "TRAIN_PRESETS": "train", "TrainConfig": "train", "TrainingError": "train",
+    "fit": "train",
+}
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'diffad_core' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "__version__",

@@ -37,6 +37,8 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "diffad-checkpoint-v1"
+#: What a run records about its training data (weights metadata, checkpoint extra).
+PROVENANCE_KEYS = ("category", "data_root", "dataset", "kind")
 WEIGHTS_FORMAT = "diffad-weights-v1"
 
 
@@ -81,14 +83,20 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     file = Path(path)
     if not file.is_file():
         raise CheckpointError(f"checkpoint {file} does not exist; pass the checkpoint.pt a training run wrote")
+    with open(file, "rb") as handle:
+        magic = handle.read(4)
+    if magic != b"PK\x03\x04":  # torch.save writes a zip archive
+        raise CheckpointError(
+            f"{file} is not a diffad model file (not a torch checkpoint archive); pass the checkpoint.pt "
+            "or model.safetensors a training run wrote"
+        )
     try:
         payload = torch.load(file, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle errors, truncated zip, refused globals
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"cannot read checkpoint {file}: {reason[:300]}. It is truncated, not a diffad checkpoint, "
-            "or holds pickled objects that safe loading refuses"
-        ) from None
+        refused = "weights_only" in str(exc) or "Unsupported global" in str(exc)
+        why = ("it holds pickled Python objects, which safe loading refuses (diffad checkpoints hold only "
+               "tensors and plain values)" if refused else f"it is truncated or damaged ({type(exc).__name__})")
+        raise CheckpointError(f"cannot read checkpoint {file}: {why}") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{file} is not a diffad training checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
     try:
@@ -117,6 +125,7 @@ def save_weights(
         for k, v in model.state_dict().items()
     }
     meta = {"format": WEIGHTS_FORMAT, "model_config": json.dumps(model.config.to_dict())}
+    meta.update({k: str(v) for k, v in (getattr(model, "provenance", None) or {}).items() if k in PROVENANCE_KEYS})
     if getattr(model, "calibration", None):
         meta["calibration"] = json.dumps(model.calibration)
     meta.update(metadata or {})
@@ -160,16 +169,19 @@ def load_model(path: PathLike, map_location: Union[str, torch.device] = "cpu") -
             calibration = json.loads(calibration) if calibration else None
         except json.JSONDecodeError:
             raise CheckpointError(f"weights {file} have a damaged calibration field") from None
+        provenance = {k: info["metadata"][k] for k in PROVENANCE_KEYS if k in info["metadata"]}
     else:
         info = load_checkpoint(file, map_location="cpu")
         state = info["model"]
         calibration = info["extra"].get("calibration")
+        provenance = info["extra"].get("provenance") or {}
     try:
         model = DiffusionAD(ModelConfig.from_dict(info["model_config"]))
         model.load_state_dict(state)
     except (ValueError, RuntimeError, TypeError) as exc:
         raise CheckpointError(f"{file} does not match its own model config: {str(exc)[:300]}") from None
     model.calibration = calibration if calibration is not None else _sidecar_calibration(file)
+    model.provenance = provenance or None
     return model.to(map_location).eval()
 
 

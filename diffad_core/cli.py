@@ -41,6 +41,7 @@ def _add_dataclass_options(
     skip: Sequence[str] = (),
     title: str,
     presets: Optional[dict[str, dict[str, Any]]] = None,
+    helps: Optional[dict[str, str]] = None,
 ) -> None:
     group = parser.add_argument_group(title)
     hints = typing.get_type_hints(cls)
@@ -65,11 +66,12 @@ def _add_dataclass_options(
             continue
         default = f.default if f.default is not dataclasses.MISSING else None
         by_preset = {name: values[f.name] for name, values in (presets or {}).items() if f.name in values}
+        what = (helps or {}).get(f.name, "")
         if by_preset:
             others = ", ".join(f"{name} {value}" for name, value in by_preset.items())
-            kw["help"] = f"(preset value: {others}; otherwise {default})"
+            kw["help"] = f"{what} (preset value: {others}; otherwise {default})".strip()
         else:
-            kw["help"] = f"(default: {default})"
+            kw["help"] = f"{what} (default: {default})".strip()
         group.add_argument(flag, **kw)
 
 
@@ -80,8 +82,7 @@ def _overrides(args: argparse.Namespace, cls: type) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    from .inference import EvalConfig
-    from .train import TRAIN_PRESETS, TrainConfig
+    from .config import EVAL_HELP, TRAIN_HELP, TRAIN_PRESETS, EvalConfig, TrainConfig  # torch-free: --help stays fast
 
     parser = _Parser(prog="diffad", description="DiffusionAD: norm-guided one-step denoising diffusion for anomaly detection")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -112,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     threads_arg(p)
-    _add_dataclass_options(p, TrainConfig, skip=("preset",), title="training settings", presets=TRAIN_PRESETS)
+    _add_dataclass_options(p, TrainConfig, skip=("preset",), title="training settings", presets=TRAIN_PRESETS, helps=TRAIN_HELP)
 
     p = sub.add_parser("train", help="train on one category")
     data_args(p)
@@ -121,14 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="run folder (checkpoint.pt, log.jsonl, model.safetensors)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_dataclass_options(p, TrainConfig, skip=("preset",), title="training settings", presets=TRAIN_PRESETS)
+    _add_dataclass_options(p, TrainConfig, skip=("preset",), title="training settings", presets=TRAIN_PRESETS, helps=TRAIN_HELP)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on a category's test split")
     data_args(p)
     p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint.pt or model.safetensors")
     p.add_argument("--out", required=True, type=Path, help="report folder")
     threads_arg(p)
-    _add_dataclass_options(p, EvalConfig, title="evaluation settings")
+    _add_dataclass_options(p, EvalConfig, title="evaluation settings", helps=EVAL_HELP)
 
     p = sub.add_parser("benchmark", help="train and evaluate every category of a dataset; paper-style table")
     p.add_argument("--data", required=True, type=Path, help="dataset root")
@@ -140,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--quiet", action="store_true")
     threads_arg(p)
-    _add_dataclass_options(p, TrainConfig, skip=("preset",), title="training settings", presets=TRAIN_PRESETS)
+    _add_dataclass_options(p, TrainConfig, skip=("preset",), title="training settings", presets=TRAIN_PRESETS, helps=TRAIN_HELP)
 
     p = sub.add_parser("demo", help="the main job: mini benchmark -> train -> evaluate -> table")
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
@@ -159,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlays", type=int, default=16, metavar="K", help="overlay figures for the K highest scores (default: 16)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     threads_arg(p)
-    _add_dataclass_options(p, EvalConfig, skip=("num_figures", "map_dtype"), title="inference settings")
+    _add_dataclass_options(p, EvalConfig, skip=("num_figures", "map_dtype"), title="inference settings", helps=EVAL_HELP)
 
     p = sub.add_parser("calibrate", help="store decision thresholds with a model, from a folder of normal images")
     p.add_argument("--checkpoint", required=True, type=Path, help="model.safetensors or checkpoint.pt")
@@ -211,6 +212,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_mini(args: argparse.Namespace) -> int:
     from .data import make_mini_benchmark
 
+    if args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {args.out} is a file; pass a folder to write the mini benchmark into")
     t0 = time.perf_counter()
     root = make_mini_benchmark(args.out, seed=args.seed)
     print(f"mini benchmark written to {root} in {time.perf_counter() - t0:.1f} s")

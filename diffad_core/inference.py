@@ -20,15 +20,15 @@ inside the loop nothing waits for the device.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Callable, Literal, Optional, Protocol, Sequence, Union
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Protocol, Sequence, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .reconstruction import PAPER_INFERENCE
-from .runtime import AMP_MODES, AmpMode, compile_networks, memory_format, resolve_device, use_bf16
+from .config import EvalConfig
+from .runtime import compile_networks, memory_format, resolve_device, use_bf16
 
 __all__ = [
     "EvalConfig",
@@ -42,79 +42,9 @@ __all__ = [
     "to_unit_float",
 ]
 
-MapDtype = Literal["float32", "float16"]
-MAP_DTYPES: tuple[str, ...] = ("float32", "float16")
 
 
 # --------------------------------------------------------------------------- configuration
-
-
-@dataclass
-class EvalConfig:
-    """Inference and report settings (defaults: the paper's inference setting, PAPER_INFERENCE).
-
-    Fields:
-        t_s, t_b: the small and big steps of norm guidance (200, 400).
-        w: guidance weight (1.0).
-        top_k: the image score is the mean of the top-k values of M (50).
-        batch_size: images per forward pass.
-        seed: seed of the generator of the noises eps_s, eps_b (results are deterministic on CPU).
-        device: "auto" (CUDA if available, else CPU), or any torch device string ("cuda:1").
-        amp: autocast of the two UNet passes (:mod:`diffad_core.runtime`): "auto" = bf16 on CUDA,
-            float32 elsewhere; "bf16" = bf16 on any device; "off" = float32. The SegNet, the
-            anomaly maps and the image scores are always computed in float32.
-        channels_last: run the networks in channels-last memory format (faster convs on GPUs).
-        compile: run compiled copies of the two networks (:func:`diffad_core.runtime.compile_networks`;
-            the model itself is not changed); the first batches pay the compilation (seconds to
-            minutes), so it pays off on large test sets on a GPU.
-        num_figures: how many test images ``figures/samples.png`` shows (0: no samples figure).
-        threshold: image-score threshold for the "at threshold" figures of :func:`diffad_core.evaluate`
-            and for ``diffad predict``; None takes the one calibrated and stored with the model.
-        map_dtype: dtype in which maps are kept; "float16" halves the memory of large test sets
-            (maps are in [0, 1], so float16 keeps about 3 significant digits).
-    """
-
-    t_s: int = PAPER_INFERENCE.t_s
-    t_b: int = PAPER_INFERENCE.t_b
-    w: float = PAPER_INFERENCE.w
-    top_k: int = PAPER_INFERENCE.top_k
-    batch_size: int = 16
-    seed: int = 0
-    device: str = "auto"
-    amp: AmpMode = "auto"
-    channels_last: bool = False
-    compile: bool = False
-    num_figures: int = 8
-    map_dtype: MapDtype = "float32"
-    threshold: Optional[float] = None
-
-    def __post_init__(self) -> None:
-        if self.t_s < 0 or self.t_b < 0:
-            raise ValueError(f"t_s and t_b must be >= 0, got t_s={self.t_s}, t_b={self.t_b}")
-        if self.top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not -(2**63) <= self.seed < 2**63 - 1:
-            raise ValueError(f"seed must be a 64-bit signed integer (torch.manual_seed's range), got {self.seed}")
-        if self.num_figures < 0:
-            raise ValueError(f"num_figures must be >= 0, got {self.num_figures}")
-        if self.amp not in AMP_MODES:
-            raise ValueError(f"amp={self.amp!r} is unknown; choose one of {AMP_MODES}")
-        if self.map_dtype not in MAP_DTYPES:
-            raise ValueError(f"map_dtype={self.map_dtype!r} is unknown; choose one of {MAP_DTYPES}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EvalConfig":
-        """Build from a dict, rejecting unknown keys (a misspelled key is an error, not ignored)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown EvalConfig keys {unknown}; valid keys are {sorted(known)}")
-        return cls(**data)
 
 
 class _Predictor(Protocol):

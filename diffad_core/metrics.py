@@ -49,7 +49,6 @@ from typing import NamedTuple, Sequence, Union
 import numpy as np
 import torch
 from scipy import ndimage
-from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
 __all__ = [
     "ArrayLike",
@@ -248,6 +247,8 @@ def _sorted_pixels(m: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def _auroc(s: np.ndarray, y: np.ndarray) -> float:
     """AUROC of validated scores s (P,) and labels y (P,) bool: roc_auc_score's value."""
+    from sklearn.metrics import auc, roc_curve  # local: scikit-learn takes seconds to import
+
     fpr, tpr, _ = roc_curve(y, s)
     return float(auc(fpr, tpr))
 
@@ -258,6 +259,8 @@ def _ap_f1_max(s: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     AP is scikit-learn's step-wise sum -sum_n (R_{n+1} - R_n) P_n over the curve (its
     curve ends at P = 1, R = 0), the value of ``average_precision_score``.
     """
+    from sklearn.metrics import precision_recall_curve
+
     precision, recall, _ = precision_recall_curve(y, s)
     ap = max(0.0, float(-np.sum(np.diff(recall) * precision[:-1])))
     denom = precision + recall

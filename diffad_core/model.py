@@ -113,6 +113,8 @@ class DiffusionAD(nn.Module):
         self.schedule = NoiseSchedule(config.num_train_timesteps, config.beta_schedule)  # type: ignore[arg-type]
         #: decision thresholds from held-out normal images (diffad_core.calibration), or None
         self.calibration: Optional[dict[str, Any]] = None
+        #: what the model was trained on (category, data_root, dataset, kind), or None
+        self.provenance: Optional[dict[str, str]] = None
 
     @classmethod
     def from_preset(

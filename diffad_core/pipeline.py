@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
@@ -70,7 +71,31 @@ def train_category(
     n_threads = set_threads(threads)
     _say(log, f"training {category} ({train.kind}, {len(train)} images, preset {config.preset}, {config.image_size} px, "
               f"init: {describe_init(config)}, {n_threads} CPU thread(s)) -> {out}")
-    return fit(config, train, out_dir=out, resume=resume, progress=progress)
+    callback = None
+    if config.steps is None and config.minutes is None and config.epochs in (None, 3000):
+        from .calibration import validation_split
+
+        n_train = len(train) - len(validation_split(len(train), config.val_fraction, config.seed)[1])
+        steps = max(1, -(-3000 * n_train // config.batch_size))
+        _say(log, f"no budget given (--steps, --epochs or --minutes): this is the released schedule, 3000 epochs "
+                  f"= {steps} steps of {config.batch_size} images; pass e.g. --minutes 20 for a short run")
+        callback = _time_estimate(log, steps)
+    provenance = {"category": category, "data_root": str(Path(data).resolve()), "dataset": dataset}
+    return fit(config, train, out_dir=out, resume=resume, progress=progress, callback=callback, provenance=provenance)
+
+
+def _time_estimate(log: Log, total_steps: int) -> Callable[[dict[str, float]], None]:
+    """A fit callback that says once, from the first logged record, how long the whole run will take."""
+    said = []
+
+    def callback(record: dict[str, float]) -> None:
+        if not said and record["step"] >= 2:
+            said.append(True)
+            per_step = record["seconds"] / record["step"]
+            _say(log, f"about {per_step * total_steps / 3600:.1f} h at the {per_step:.2f} s/step of the first "
+                      f"{record['step']} steps")
+
+    return callback
 
 
 def evaluate_category(
@@ -89,6 +114,10 @@ def evaluate_category(
 
     set_threads(threads)
     model = load_model(checkpoint)
+    trained_on = (model.provenance or {}).get("category")
+    if trained_on is not None and trained_on != category:
+        warnings.warn(f"{checkpoint} was trained on category {trained_on!r} but is evaluated on {category!r}",
+                      UserWarning, stacklevel=2)
     test = open_dataset(data, category, "test", image_size=model.image_size, dataset=dataset)
     return evaluate(model, test, config or EvalConfig(), out_dir=out, category=category)
 

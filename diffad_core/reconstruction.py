@@ -16,6 +16,7 @@ from typing import Callable, Literal, NamedTuple, Optional
 import torch
 from torch import Tensor
 
+from .config import PAPER_INFERENCE, InferenceSetting
 from .runtime import randn
 from .schedule import NoiseSchedule
 
@@ -33,18 +34,6 @@ __all__ = [
 EpsModel = Callable[[Tensor, Tensor], Tensor]
 
 
-class InferenceSetting(NamedTuple):
-    """The knobs of one-step inference: the two steps, the guidance weight, the image-score top-k."""
-
-    t_s: int
-    t_b: int
-    w: float
-    top_k: int
-
-
-#: The paper's inference setting (t_s = 200, t_b = 400, w = 1, image score = mean of the top 50
-#: map values). Every default in the package (model, evaluation, widgets, benchmarks) reads it here.
-PAPER_INFERENCE = InferenceSetting(t_s=200, t_b=400, w=1.0, top_k=50)
 
 
 class Reconstruction(NamedTuple):

@@ -22,10 +22,12 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Literal, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
+
+from .config import AMP_MODES, AmpMode
 
 __all__ = [
     "AMP_MODES",
@@ -43,9 +45,6 @@ __all__ = [
     "set_rng_state",
 ]
 
-AmpMode = Literal["auto", "bf16", "off"]
-#: Accepted values of every ``amp`` setting (training and evaluation).
-AMP_MODES: tuple[str, ...] = ("auto", "bf16", "off")
 
 
 def resolve_device(name: Union[str, torch.device] = "auto") -> torch.device:

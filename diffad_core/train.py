@@ -20,13 +20,12 @@ code selected the "best" epoch by scoring the test set, which leaks the answer).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional, Union
 
@@ -36,131 +35,20 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from .calibration import validation_split
+from .config import TRAIN_PRESETS, TrainConfig
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, save_weights
 from .files import atomic_path, remove_stale_temporaries, trim_jsonl
 from .losses import LossOutput, diffusionad_loss, sample_timesteps
 from .model import DiffusionAD
-from .runtime import (AMP_MODES, AmpMode, Networks, autocast, compile_networks, distributed, memory_format, randn,
+from .runtime import (Networks, autocast, compile_networks, distributed, memory_format, randn,
                       resolve_device, rng_state, set_rng_state, use_bf16)
 
 __all__ = ["TrainConfig", "TRAIN_PRESETS", "fit", "FitResult", "TrainingError"]
 
-_BUDGET_KEYS = ("steps", "epochs", "minutes")
 
 
 class TrainingError(RuntimeError):
     """Training cannot continue (a non-finite loss, a checkpoint that does not match the run)."""
-
-
-@dataclass
-class TrainConfig:
-    """Every training setting, with the released recipe's values as defaults.
-
-    Model: ``preset`` names the network sizes (see :mod:`diffad_core.networks`); ``image_size``
-    is the side of the square training images. Budget: ``steps``, ``epochs`` or ``minutes``
-    (the first one set wins in that order; all None means ``epochs = 3000`` as released).
-    """
-
-    # model
-    preset: Literal["tiny", "small", "paper"] = "paper"
-    image_size: int = 256
-    num_train_timesteps: int = 1000
-    beta_schedule: Literal["linear", "cosine"] = "linear"
-    pixel_range: Literal["unit", "symmetric"] = "unit"
-    # start: "scratch" (seeded random weights, as released), "pretrained" (the shipped starting
-    # point of this preset, see diffad_core.pretrained) or the path of a model file to start from
-    init: str = "scratch"
-    # recipe
-    batch_size: int = 16
-    lr_unet: float = 1e-4
-    lr_seg: float = 1e-5
-    seg_lr_schedule: Literal["constant", "released"] = "constant"
-    t_s_max: int = 300
-    w: float = 1.0
-    focal_weight: float = 5.0
-    focal_alpha: float = 0.5
-    focal_gamma: float = 4.0
-    p_anomaly: float = 0.5
-    anomaly_source: Optional[str] = None
-    # calibration: this share of the normal training images (seeded, at least 3, only when there
-    # are >= 20) is held out of training and sets the decision thresholds (diffad_core.calibration)
-    val_fraction: float = 0.1
-    # budget
-    steps: Optional[int] = None
-    epochs: Optional[float] = None
-    minutes: Optional[float] = None
-    # bookkeeping
-    seed: int = 0
-    checkpoint_every: int = 500
-    log_every: int = 10
-    # speed (see the performance notes in the README)
-    device: str = "auto"
-    amp: AmpMode = "auto"
-    channels_last: bool = False
-    compile: bool = False
-    grad_checkpointing: bool = False
-    fused_adam: Literal["auto", "on", "off"] = "auto"
-
-    def __post_init__(self) -> None:
-        checks = {
-            "image_size": self.image_size > 0,
-            "batch_size": self.batch_size > 0,
-            "lr_unet": self.lr_unet > 0,
-            "lr_seg": self.lr_seg > 0,
-            "t_s_max": 0 < self.t_s_max < self.num_train_timesteps,
-            "p_anomaly": 0.0 <= self.p_anomaly <= 1.0,
-            "val_fraction": 0.0 <= self.val_fraction < 0.5,
-            "checkpoint_every": self.checkpoint_every > 0,
-            "log_every": self.log_every > 0,
-            "steps": self.steps is None or self.steps >= 0,
-            "epochs": self.epochs is None or self.epochs > 0,
-            "minutes": self.minutes is None or self.minutes > 0,
-            "seed": -(2**63) <= self.seed < 2**63 - 1,  # torch.manual_seed's range
-        }
-        checks["init"] = isinstance(self.init, str) and bool(self.init)
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError("invalid training setting(s): " + ", ".join(f"{n}={getattr(self, n)!r}" for n in bad))
-        for name, choices in (("seg_lr_schedule", ("constant", "released")), ("amp", AMP_MODES),
-                              ("fused_adam", ("auto", "on", "off")), ("preset", ("tiny", "small", "paper"))):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"{name}={getattr(self, name)!r} is unknown; choose one of {choices}")
-
-    @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> "TrainConfig":
-        """A named preset (:data:`TRAIN_PRESETS`) with ``overrides`` applied; unknown keys are refused."""
-        if name not in TRAIN_PRESETS:
-            raise ValueError(f"unknown training preset {name!r}; choose one of {sorted(TRAIN_PRESETS)}")
-        base = dict(TRAIN_PRESETS[name])
-        if any(overrides.get(k) is not None for k in _BUDGET_KEYS):  # an explicit budget replaces the preset's
-            for key in _BUDGET_KEYS:
-                base.pop(key, None)
-        return cls.from_dict({**base, **overrides})
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown training setting(s) {unknown}; valid ones are {sorted(known)}")
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-#: Named presets. "paper" is the released recipe (from scratch, 3000 epochs); "small" and "tiny"
-#: are CPU-sized versions for the notebooks, the demo and tests. The small ones raise the SegNet
-#: learning rate because a run of a few thousand steps is too short for 1e-5, and "tiny" starts from
-#: the shipped pretrained weights (a departure from the release, which trains every category from
-#: scratch: a CPU cannot pay for that; see diffad_core.pretraining). "small" has no shipped
-#: starting point yet, so it starts from scratch unless ``init`` names a file.
-TRAIN_PRESETS: dict[str, dict[str, Any]] = {
-    "paper": dict(preset="paper", image_size=256, batch_size=16, lr_unet=1e-4, lr_seg=1e-5, epochs=3000),
-    "small": dict(preset="small", image_size=128, batch_size=16, lr_unet=2e-4, lr_seg=1e-3, checkpoint_every=200),
-    "tiny": dict(preset="tiny", image_size=64, batch_size=16, lr_unet=5e-4, lr_seg=1e-3, checkpoint_every=100,
-                 init="pretrained"),
-}
 
 
 @dataclass
@@ -420,7 +308,8 @@ def _save(run: _Run, step_done: int, seconds: float) -> Optional[Path]:
     return save_checkpoint(
         path, model=run.model, optimizers={"unet": run.opt_unet, "seg": run.opt_seg}, schedulers=run.schedulers,
         step=step_done, train_config=run.config.to_dict(), rng=rng_state(), extra={"seconds": seconds, "kind": run.kind,
-                                                                      "calibration": getattr(run.model, "calibration", None)},
+                                                                      "calibration": getattr(run.model, "calibration", None),
+                                                                      "provenance": getattr(run.model, "provenance", None)},
     )
 
 
@@ -456,6 +345,7 @@ def fit(
     progress: bool = True,
     callback: Optional[Callable[[dict[str, float]], None]] = None,
     model: Optional[DiffusionAD] = None,
+    provenance: Optional[dict[str, str]] = None,
 ) -> FitResult:
     """Train DiffusionAD on normal images.
 
@@ -473,6 +363,8 @@ def fit(
         progress: show a progress bar on stdout with the loss parts.
         callback: called with each logged record (for live curves).
         model: start from this model instead of the one ``config.init`` names.
+        provenance: what the run was trained on (category, data root, ...), stored in the weights'
+            metadata and the checkpoint; ``load_model`` puts it on ``model.provenance``.
 
     Returns:
         :class:`FitResult` with the model in eval mode and the loss history.
@@ -481,6 +373,7 @@ def fit(
         TrainingError: a non-finite loss (the last good checkpoint is kept) or a resume mismatch.
     """
     run = _setup(config, train, kind, out_dir, resume, model)
+    run.model.provenance = {**(provenance or {}), "kind": run.kind}
     history: list[dict[str, float]] = []
     bar = None
     if progress and run.rank == 0:
@@ -529,7 +422,7 @@ def fit(
     if run.out is not None and run.rank == 0:
         result.checkpoint = _save(run, step, seconds)
         result.weights = save_weights(run.out / "model.safetensors", run.model,
-                                      metadata={"steps": str(step), "kind": run.kind})
+                                      metadata={"steps": str(step), **run.model.provenance})
     if run.world > 1:
         dist.barrier()  # the other ranks wait until rank 0 has written the final files
     return result

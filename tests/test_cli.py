@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import write_tiny_mvtec
+
 from diffad_core.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,3 +97,28 @@ def test_user_errors_are_one_line_exit_2_and_leave_no_output(tiny_mvtec, tmp_pat
     assert lines[0].startswith("diffad") and "error" in lines[0] and needle in lines[0]
     assert "Traceback" not in proc.stderr
     assert not out.exists() or not any(out.iterdir()), "a failed command left files in --out"
+
+
+def test_small_user_errors_are_our_own_one_liners(tmp_path, capsys):
+    from diffad_core.cli import main
+
+    (tmp_path / "afile").write_text("x")
+    assert main(["mini", "--out", str(tmp_path / "afile")]) == 2
+    assert "is a file; pass a folder" in capsys.readouterr().err
+    png = tmp_path / "image.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 32)
+    root = write_tiny_mvtec(tmp_path / "data")
+    assert main(["eval", "--data", str(root), "--category", "widget", "--checkpoint", str(png), "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert "not a diffad model file" in err and "weights_only" not in err
+    assert main(["train", "--data", str(root / "widget"), "--category", "widget", "--steps", "1", "--out", str(tmp_path / "r")]) == 2
+    assert f"pass its parent as the dataset root (--data {root})" in capsys.readouterr().err
+
+
+def test_help_is_fast_because_it_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys; from diffad_core.cli import build_parser; build_parser(); print('torch' in sys.modules, 'sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]

@@ -66,3 +66,37 @@ def test_shard_and_model_file_errors(tmp_path: Path) -> None:
             parse_shard(bad)
     with pytest.raises(FileNotFoundError, match="no model.safetensors"):
         find_model_file(tmp_path)
+
+
+def test_provenance_is_recorded_and_a_category_mismatch_warns(tmp_path: Path) -> None:
+    from diffad_core.checkpoint import load_model
+
+    root = write_tiny_mvtec(tmp_path / "data", "widget", size=32)
+    write_tiny_mvtec(tmp_path / "data", "gadget", size=32, seed=1)
+    fitted = train_category(root, "widget", _config(steps=1), tmp_path / "run", progress=False, log=None)
+    model = load_model(fitted.weights)
+    assert model.provenance["category"] == "widget" and model.provenance["kind"] == "texture"
+    assert Path(model.provenance["data_root"]) == Path(root).resolve()
+    assert load_model(fitted.checkpoint).provenance == model.provenance
+    with pytest.warns(UserWarning, match="trained on category 'widget' but is evaluated on 'gadget'"):
+        evaluate_category(fitted.weights, root, "gadget", None, EvalConfig(device="cpu", num_figures=0))
+
+
+def test_a_run_without_budget_says_what_it_is_about_to_do(tmp_path: Path, monkeypatch) -> None:
+    import diffad_core.pipeline as pipeline
+
+    root = write_tiny_mvtec(tmp_path / "data", "widget", size=32)
+    seen = {}
+
+    def fake_fit(config, train, **kwargs):  # record instead of training for 3000 epochs
+        seen.update(kwargs)
+        kwargs["callback"]({"step": 2, "seconds": 3.0})
+        return None
+
+    monkeypatch.setattr(pipeline, "fit", fake_fit)
+    lines: list[str] = []
+    cfg = TrainConfig.from_preset("tiny", image_size=32, batch_size=2, init="scratch", device="cpu")
+    train_category(root, "widget", cfg, tmp_path / "run", log=lines.append)
+    assert "no budget given" in lines[1] and "3000 epochs = 9000 steps of 2 images" in lines[1]
+    assert lines[2].startswith("about 3.8 h at the 1.50 s/step")
+    assert seen["provenance"]["category"] == "widget"

@@ -427,6 +427,11 @@ def detect_layout(root: str | os.PathLike, category: str) -> Layout:
             return "dagm"
         if _mvtec_like(cat_dir):
             return "mvtec"
+    if _mvtec_like(root) or _dagm_like(root):  # the category folder itself was given as the root
+        raise DatasetError(
+            f"{root} is a category folder (it holds the train/test folders itself): pass its parent "
+            f"as the dataset root (--data {root.parent}) and --category {root.name}."
+        )
     found = list_categories(root)
     raise DatasetError(
         f"Could not recognise a dataset layout for category {category!r} in {root}. Looked for "
