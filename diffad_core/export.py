@@ -94,16 +94,19 @@ def export_onnx(model: Any, path: PathLike, *, setting: InferenceSetting = PAPER
 
 
 def export_openvino(model: Any, path: PathLike, *, setting: InferenceSetting = PAPER_INFERENCE) -> Path:
-    """Write the OpenVINO IR (``path`` = the .xml; the .bin goes beside it), via the ONNX graph."""
+    """Write the OpenVINO IR (``path`` = the .xml; the .bin goes beside it), via the ONNX graph.
+
+    Both files are written in a temporary folder next to ``path`` and then renamed into place.
+    """
     ov = _require("openvino")
     target = Path(path).with_suffix(".xml")
-    with tempfile.TemporaryDirectory() as tmp:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.stem}.") as tmp:
         onnx_file = export_onnx(model, Path(tmp) / "model.onnx", setting=setting)
-        converted = ov.convert_model(str(onnx_file))
-        with atomic_path(target) as xml_tmp:
-            ov.save_model(converted, str(xml_tmp))
-            bin_tmp = Path(str(xml_tmp)[: -len(xml_tmp.suffix)] + ".bin")
-            os.replace(bin_tmp, target.with_suffix(".bin"))
+        xml = Path(tmp) / "model.xml"
+        ov.save_model(ov.convert_model(str(onnx_file)), str(xml))
+        os.replace(xml.with_suffix(".bin"), target.with_suffix(".bin"))
+        os.replace(xml, target)
     return target
 
 
