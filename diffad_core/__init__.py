@@ -14,6 +14,8 @@ the flows the ``diffad`` command runs) and are imported from there.
 from __future__ import annotations
 
 import os as _os
+import sys as _sys
+import types as _types
 
 # OpenMP threads that spin while they wait make torch ~5x slower when another process is busy on a
 # small machine (measured on 2 cores: 1.7 s vs 10-18 s per tiny step); passive waiting costs ~20 %
@@ -74,6 +76,20 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
+
+
+class _Package(_types.ModuleType):
+    """Keeps ``diffad_core.evaluate`` the function: importing the submodule of the same name would
+    otherwise rebind the attribute to the module (``from diffad_core.evaluate import ...`` still
+    reads the module from ``sys.modules``)."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in _EXPORTS and name == _EXPORTS[name] and isinstance(value, _types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Package
 
 
 __all__ = [
