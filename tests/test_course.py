@@ -4,7 +4,9 @@ check the redraw), and the course layer's separation from the core."""
 from __future__ import annotations
 
 import ast
+import json
 import math
+import re
 import subprocess
 import sys
 import tomllib
@@ -29,6 +31,7 @@ from diffad_core.course import (
     time_per_image,
 )
 from diffad_core.course import helpers, widgets
+from diffad_core.viz import overlay_anomaly_map
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = Path(diffad_core.__file__).resolve().parent
@@ -62,6 +65,21 @@ def test_noising_explorer_redraws_with_the_new_t():
     assert np.abs(np.asarray(shown) - image.permute(1, 2, 0).numpy()).mean() > 0.2
 
 
+def test_noising_explorer_starts_where_moving_t_shows_a_change():
+    sched = NoiseSchedule(1000)
+    image = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    box = noising_explorer(sched, image)
+    slider = box.controls["t"]
+    assert slider.value == 50 and (slider.min, slider.max, slider.step) == (0, 999, 1)
+    x0 = image.permute(1, 2, 0).numpy()
+    at_50 = np.asarray(box.figure.axes[1].images[0].get_array())
+    slider.value = 150
+    at_150 = np.asarray(box.figure.axes[1].images[0].get_array())
+    # the picture at 50 still shows the image through the grain; 100 steps later it has changed a lot
+    assert np.abs(at_50 - x0).mean() < 0.15 < np.abs(at_150 - at_50).mean() + np.abs(at_50 - x0).mean()
+    assert np.abs(at_150 - at_50).mean() > 0.05
+
+
 def test_noising_explorer_rejects_t_outside_the_schedule():
     with pytest.raises(ValueError, match="outside"):
         noising_explorer(NoiseSchedule(100), torch.rand(3, 8, 8), t=100)
@@ -85,6 +103,23 @@ def test_guidance_explorer_follows_each_slider(tiny_model):
     assert box.values["error_inside"] == pytest.approx(before["error_inside"], rel=1e-5)
 
 
+def test_guidance_explorer_refuses_t_s_not_below_t_b(tiny_model):
+    ex = mini_examples("brick", ["scratch"], image_size=32)
+    with pytest.raises(ValueError, match="t_s < t_b"):
+        guidance_explorer(tiny_model, ex.images[0], ex.masks[0], t_s=800, t_b=400)
+    box = guidance_explorer(tiny_model, ex.images[0], ex.masks[0])
+    assert box.error is None and box.message.value == ""
+    figure, values = box.figure, dict(box.values)
+    box.controls["t_s"].value = 800  # t_b is still 400
+    assert box.renders == 1 and box.figure is figure and box.values == values  # no redraw
+    assert "t_s = 800 is not below t_b = 400" in box.error and "not below" in box.message.value
+    box.controls["t_b"].value = 800  # equal: still refused
+    assert box.renders == 1 and box.error is not None
+    box.controls["t_b"].value = 900
+    assert box.renders == 2 and box.error is None and box.message.value == ""
+    assert box.values["t_s"] == 800 and "t_b=900" in _title(box.figure, 2)
+
+
 def test_threshold_explorer_counts_pixels_and_scores_against_the_mask():
     amap = np.zeros((10, 10), dtype=np.float32)
     amap[:5] = 0.8  # top half hot
@@ -95,15 +130,60 @@ def test_threshold_explorer_counts_pixels_and_scores_against_the_mask():
     assert box.values["precision"] == pytest.approx(0.5)  # 25 of the 50 flagged pixels
     assert box.values["recall"] == pytest.approx(1.0)
     assert box.values["iou"] == pytest.approx(0.5)
-    box.controls["threshold"].value = 0.9
+    box.controls["threshold"].value = 0.9  # above the map's max: the slider stops there
+    assert box.controls["threshold"].value == pytest.approx(0.8)
     assert box.values["flagged"] == 0.0 and math.isnan(box.values["precision"])
-    assert "M > 0.90" in _title(box.figure, 1)
+    assert "M > 0.800" in _title(box.figure, 1)
+
+
+def _ramp_map(lo: float = 0.07, hi: float = 0.50, side: int = 40) -> np.ndarray:
+    """A map whose values spread evenly over [lo, hi] (like a trained model's on a normal image)."""
+    return np.linspace(lo, hi, side * side, dtype=np.float32).reshape(side, side)
+
+
+def test_threshold_explorer_starts_inside_the_maps_range():
+    amap = _ramp_map()
+    box = threshold_explorer(np.full((40, 40, 3), 0.5, np.float32), amap)
+    slider = box.controls["threshold"]
+    assert slider.min == pytest.approx(0.07) and slider.max == pytest.approx(0.50)
+    assert slider.value == pytest.approx(float(np.quantile(amap, 0.99)))
+    assert box.values["flagged"] == pytest.approx(0.01, abs=0.002)  # about 1 % flagged, not 0
+    box = threshold_explorer(np.full((40, 40, 3), 0.5, np.float32), amap, quantile=0.9)
+    assert box.values["flagged"] == pytest.approx(0.10, abs=0.002)
+    # an explicit threshold outside the map's range widens the slider instead of being clamped
+    box = threshold_explorer(np.full((40, 40, 3), 0.5, np.float32), amap, threshold=0.8)
+    assert box.controls["threshold"].max == pytest.approx(0.8) and box.values["flagged"] == 0.0
+
+
+def test_threshold_explorer_default_flags_pixels_despite_ties_at_the_top():
+    amap = np.zeros((10, 10), np.float32)
+    amap[:5] = 0.8  # the 99th percentile is the max, which would flag nothing
+    box = threshold_explorer(np.zeros((10, 10, 3), np.float32), amap)
+    assert box.values["flagged"] == pytest.approx(0.5)
+
+
+def test_threshold_explorer_stretches_the_colours_and_draws_a_colour_bar():
+    amap = _ramp_map()
+    box = threshold_explorer(np.full((40, 40, 3), 0.5, np.float32), amap, np.zeros((40, 40)))
+    assert box.values["stretch"] is True and "stretched" in _title(box.figure, 0)
+    bar = box.figure.axes[-1]  # the colour bar's axes comes after the three panels
+    assert len(box.figure.axes) == 4 and bar.get_ylim() == pytest.approx((0.07, 0.50))
+    stretched = np.asarray(box.figure.axes[0].images[0].get_array())
+    box.controls["stretch"].value = False
+    assert box.renders == 2 and "fixed" in _title(box.figure, 0)
+    assert box.figure.axes[-1].get_ylim() == pytest.approx((0.0, 1.0))
+    fixed = np.asarray(box.figure.axes[0].images[0].get_array())
+    image = np.full((40, 40, 3), 0.5, np.float32)
+    assert np.allclose(stretched, overlay_anomaly_map(image, amap, vmin=0.07, vmax=0.50))
+    assert np.allclose(fixed, overlay_anomaly_map(image, amap, vmin=0.0, vmax=1.0))
+    # an empty mask: everything flagged is a false positive; three decimals in the title
+    assert "M > 0.496: 1.0 % of pixels\nprecision 0.000, recall nan, IoU 0.000" == _title(box.figure, 1)
 
 
 def test_explorer_text_repr_is_stable():
     box = threshold_explorer(np.zeros((4, 4, 3), np.float32), np.zeros((4, 4), np.float32))
     text = box._repr_mimebundle_()["text/plain"]
-    assert text.startswith("threshold_explorer (threshold)") and "0x" not in text
+    assert text.startswith("threshold_explorer (threshold, stretch)") and "0x" not in text
 
 
 def test_live_loss_curves_keeps_records_and_redraws():
@@ -115,6 +195,21 @@ def test_live_loss_curves_keeps_records_and_redraws():
     live({"step": 3, "loss": 1.0, "noise": 0.5})
     fig = live.close()
     assert len(live.records) == 3 and fig.axes[0].lines[-1].get_xdata().tolist() == [1, 2, 3]
+
+
+def test_live_loss_curves_show_the_first_point_at_its_value():
+    live = LiveLossCurves(total_steps=10)
+    live({"step": 1, "loss": 0.06, "noise": 0.026})
+    ax = live.figure.axes[0]
+    assert ax.lines[-1].get_marker() == "o"  # one point is drawn, not an invisible line
+    lo, hi = ax.get_ylim()
+    assert lo < 0.06 < hi and hi - lo == pytest.approx(0.1 * 0.06)  # 5 % each side, not 0.96..1.04
+    assert ax.get_xlim()[0] == 0.0 and ax.get_xlim()[1] >= 10  # the whole run's x range
+    live({"step": 2, "loss": 0.04, "noise": 0.02})
+    lo, hi = live.figure.axes[0].get_ylim()
+    assert lo == pytest.approx(0.04 - 0.002) and hi == pytest.approx(0.06 + 0.002)
+    with pytest.raises(ValueError, match="total_steps"):
+        LiveLossCurves(total_steps=0)
 
 
 def test_masked_errors_by_hand():
@@ -161,6 +256,62 @@ def test_compare_speed_counts_network_calls(tiny_model):
     r = compare_speed(tiny_model, x, t_start=5, method="ddim", steps=3, repeats=1)
     assert r.one_step_calls == 2 and r.iterative_calls == 3
     assert r.ratio == pytest.approx(r.iterative / r.one_step)
+
+
+def test_course_model_prints_nothing_when_loading(capsys):
+    model = helpers.course_model("brick")
+    assert isinstance(model, DiffusionAD) and capsys.readouterr() == ("", "")
+
+
+def test_course_model_retrain_announces_its_length_and_shows_progress(monkeypatch, capsys):
+    seen = {}
+
+    class _Result:
+        model = "trained"
+
+    def fake_fit(cfg, train, **kwargs):
+        seen.update(steps=cfg.steps, progress=kwargs["progress"], out=capsys.readouterr().out)
+        return _Result()
+
+    monkeypatch.setattr("diffad_core.train.fit", fake_fit)
+    assert helpers.course_model("brick", retrain=True, steps=120) == "trained"
+    assert seen["steps"] == 120 and seen["progress"] is True
+    line = seen["out"]  # printed before training starts
+    minutes = round(120 * helpers.RETRAIN_SECONDS_PER_STEP_CPU / 60)
+    assert "120 steps" in line and f"roughly {minutes} min" in line
+    assert f"the shipped model had {helpers.shipped_steps('brick')})" in line
+    helpers.course_model("brick", retrain=True, steps=5, progress=False)
+    assert seen["progress"] is False
+
+
+def _weights_steps(name: str) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(PACKAGE / "weights" / name), "pt") as f:
+        return int(f.metadata()["steps"])
+
+
+def _markdown(notebook: Path) -> str:
+    cells = json.loads(notebook.read_text())["cells"]
+    return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+
+
+def test_notebook_step_counts_match_the_shipped_weights():
+    assert helpers.shipped_steps("brick") == _weights_steps("mini-brick.safetensors")
+    adapted, pretrained = _weights_steps("mini-brick.safetensors"), _weights_steps("pretrained-tiny-64.safetensors")
+    claims = []
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        text = " ".join(_markdown(nb).split())
+        claims += [(nb.name, int(n), adapted) for n in re.findall(r"adapted [^.]*?for (\d+) steps", text)]
+        claims += [(nb.name, int(n), pretrained) for n in re.findall(r"pretrained weights \((\d+) steps", text)]
+    assert claims, "no notebook states the shipped models' steps"
+    assert [c for c in claims if c[1] != c[2]] == []
+
+
+def test_every_notebook_states_its_run_time():
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        intro = "".join(json.loads(nb.read_text())["cells"][0]["source"])
+        assert re.search(r"runs in about \d+ s on a 2-core CPU", intro), nb.name
 
 
 # --------------------------------------------------------------------------- separation from the core

@@ -8,7 +8,7 @@ and IPython); both are imported only inside the functions that display something
 
 * :mod:`diffad_core.course.helpers`: sample pickers (:func:`mini_examples`,
   :func:`rank_examples`), measurements (:func:`masked_errors`, :func:`anomaly_to_noise`,
-  :func:`time_per_image`, :func:`compare_speed`) and the notebooks' model (:func:`course_model`);
+  :func:`time_per_image`, :func:`compare_speed`) and the notebooks' model (:func:`course_model`, :func:`shipped_steps`);
 * :mod:`diffad_core.course.widgets`: the ipywidgets explorers (:func:`noising_explorer`,
   :func:`guidance_explorer`, :func:`threshold_explorer`) and :class:`LiveLossCurves`.
 
@@ -19,6 +19,7 @@ writes its report figures with it).
 from __future__ import annotations
 
 from .helpers import (
+    RETRAIN_SECONDS_PER_STEP_CPU,
     Examples,
     MaskedError,
     RankedExamples,
@@ -29,6 +30,7 @@ from .helpers import (
     masked_errors,
     mini_examples,
     rank_examples,
+    shipped_steps,
     time_per_image,
 )
 from .widgets import LiveLossCurves, guidance_explorer, noising_explorer, threshold_explorer
@@ -39,6 +41,8 @@ __all__ = [
     "mini_examples",
     "anomaly_to_noise",
     "course_model",
+    "shipped_steps",
+    "RETRAIN_SECONDS_PER_STEP_CPU",
     "MaskedError",
     "masked_errors",
     "time_per_image",

@@ -7,7 +7,9 @@ that notebook cells only import and show (STYLE principle 8):
 * :func:`masked_errors` is the mean |x - x0| inside and outside an anomaly mask;
 * :func:`time_per_image` and :func:`compare_speed` measure the one-step norm-guided pass against
   iterative DDPM / DDIM reconstruction from the same t;
-* :func:`rank_examples` picks the best and worst test images of an evaluation.
+* :func:`rank_examples` picks the best and worst test images of an evaluation;
+* :func:`course_model` loads (or retrains, with a progress bar) the model a notebook uses and
+  :func:`shipped_steps` says how many steps the shipped one was trained for.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ __all__ = [
     "mini_examples",
     "anomaly_to_noise",
     "course_model",
+    "shipped_steps",
+    "RETRAIN_SECONDS_PER_STEP_CPU",
     "MaskedError",
     "masked_errors",
     "time_per_image",
@@ -225,6 +229,26 @@ def anomaly_to_noise(schedule: NoiseSchedule, image: Tensor, clean: Tensor, mask
     return math.inf if noise == 0 else math.sqrt(abar) * contrast / noise
 
 
+#: Seconds per training step of ``course_model(retrain=True)`` measured on the 2-core development
+#: CPU with one thread (OMP_NUM_THREADS=1, float32, another process busy), 2026-12-01: the
+#: up-front estimate it prints. The progress bar then shows the rate on the machine at hand.
+RETRAIN_SECONDS_PER_STEP_CPU = 2.5
+
+
+def shipped_steps(category: str = "brick") -> Optional[int]:
+    """Training steps of the shipped model for ``category``, as recorded in its weights' metadata
+    (``"steps"``); None when the file or the entry is missing."""
+    from safetensors import safe_open
+
+    from ..pretrained import pretrained_path
+
+    try:
+        with safe_open(str(pretrained_path(category)), "pt") as f:
+            return int((f.metadata() or {})["steps"])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def course_model(
     category: str = "brick",
     *,
@@ -232,11 +256,17 @@ def course_model(
     steps: int = 300,
     device: str = "cpu",
     callback: Optional[Callable[[dict], None]] = None,
+    progress: bool = True,
 ) -> torch.nn.Module:
     """The model a notebook uses: the shipped weights (:func:`diffad_core.pretrained.load_pretrained`),
     or, with ``retrain=True``, a "tiny" 64 x 64 model adapted from the shipped pretrained start
     (``init="pretrained"``) for ``steps`` steps on the mini benchmark's training images (generated
-    in a temporary folder; about two minutes on a CPU per 100 steps).
+    in a temporary folder).
+
+    Loading prints nothing. Retraining first prints one line with the number of steps and a
+    rough duration (:data:`RETRAIN_SECONDS_PER_STEP_CPU` per step on a CPU: about 12 minutes for
+    the default 300 steps with one thread), then, with ``progress``, shows ``fit``'s progress
+    bar (a widget in a notebook, text elsewhere) with the measured rate and time left.
     """
     from ..pretrained import load_pretrained
 
@@ -247,8 +277,21 @@ def course_model(
     from ..data import make_mini_benchmark, open_dataset
     from ..train import TrainConfig, fit
 
+    if category not in MINI_CATEGORIES:
+        raise ValueError(f"unknown mini category {category!r}; choose one of {list(MINI_CATEGORIES)}")
+    shipped = shipped_steps(category)
+    shipped_note = f" (the shipped model had {shipped})" if shipped is not None else ""
+    if str(device).startswith("cpu"):
+        seconds = steps * RETRAIN_SECONDS_PER_STEP_CPU
+        length = f"{seconds:.0f} s" if seconds < 90 else f"{round(seconds / 60)} min"
+        duration = (f"roughly {length} on a CPU ({RETRAIN_SECONDS_PER_STEP_CPU:g} s per step measured with one "
+                    f"thread on a busy 2-core machine; the bar shows the rate here)")
+    else:
+        duration = f"on {device}"
+    print(f"retraining a tiny {category!r} model from the pretrained start: {steps} steps{shipped_note}, "
+          f"{duration}; retrain=False loads the shipped weights at once", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = make_mini_benchmark(tmp, categories=[category], image_size=64, num_test_good=1, num_per_defect=1)
         train = open_dataset(root, category, "train", image_size=64)
         cfg = TrainConfig.from_preset("tiny", steps=steps, device=device)
-        return fit(cfg, train, kind=MINI_CATEGORIES[category], progress=False, callback=callback).model
+        return fit(cfg, train, kind=MINI_CATEGORIES[category], progress=progress, callback=callback).model
