@@ -67,15 +67,17 @@ def train_category(
     from .data import open_dataset
     from .pretrained import describe_init
 
+    from .calibration import validation_split
+
     train = open_dataset(data, category, "train", image_size=config.image_size, dataset=dataset, kind=kind)
     n_threads = set_threads(threads)
-    _say(log, f"training {category} ({train.kind}, {len(train)} images, preset {config.preset}, {config.image_size} px, "
+    n_val = len(validation_split(len(train), config.val_fraction, config.seed)[1])
+    held = f", {n_val} held out for the thresholds" if n_val else ""
+    _say(log, f"training {category} ({train.kind}, {len(train)} images{held}, preset {config.preset}, {config.image_size} px, "
               f"init: {describe_init(config)}, {n_threads} CPU thread(s)) -> {out}")
     callback = None
     if config.steps is None and config.minutes is None and config.epochs in (None, 3000):
-        from .calibration import validation_split
-
-        n_train = len(train) - len(validation_split(len(train), config.val_fraction, config.seed)[1])
+        n_train = len(train) - n_val
         steps = max(1, -(-3000 * n_train // config.batch_size))
         _say(log, f"no budget given (--steps, --epochs or --minutes): this is the released schedule, 3000 epochs "
                   f"= {steps} steps of {config.batch_size} images; pass e.g. --minutes 20 for a short run")

@@ -122,3 +122,15 @@ def test_help_is_fast_because_it_imports_no_torch():
     code = "import sys; from diffad_core.cli import build_parser; build_parser(); print('torch' in sys.modules, 'sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_every_training_and_evaluation_setting_has_a_help_line():
+    import dataclasses
+
+    from diffad_core.config import EVAL_HELP, TRAIN_HELP, EvalConfig, TrainConfig
+    from diffad_core.cli import build_parser
+
+    assert {f.name for f in dataclasses.fields(TrainConfig)} == set(TRAIN_HELP)
+    assert {f.name for f in dataclasses.fields(EvalConfig)} == set(EVAL_HELP)
+    text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    assert "training budget in wall-clock minutes" in " ".join(text.split())
