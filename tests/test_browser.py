@@ -14,6 +14,7 @@ folder for the screenshots (a temporary one by default).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -69,10 +70,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def jupyter_lab(tmp_path):
+@contextlib.contextmanager
+def _lab_server(tmp_path: Path):
     """A JupyterLab server on a copy of notebook 1 (so that autosave never writes the committed
     notebook), with the project's settings and otherwise empty Jupyter folders; yields its URL."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     jupyter = BIN / "jupyter"
     if not jupyter.exists():
         pytest.skip(f"no {jupyter}: pip install -e '.[dev]' (make setup)")
@@ -123,15 +125,23 @@ def jupyter_lab(tmp_path):
         log.close()
 
 
-def test_notebook_1_runs_in_jupyterlab_and_its_slider_redraws_the_figure(browser, jupyter_lab, shots):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    try:
-        _run_notebook_and_move_the_slider(page, jupyter_lab, shots)
-    except Exception:
-        page.screenshot(path=shots / "lab_failure.png")
-        raise
-    finally:
-        page.close()
+@pytest.mark.timeout(600)
+def test_notebook_1_runs_in_jupyterlab_and_its_slider_redraws_the_figure(browser, tmp_path, shots):
+    # Timeouts (a click JupyterLab missed while settling, a dialog, a slow redraw on a loaded
+    # machine; measured: 1 run in 3 here) are retried on a fresh server, up to 3 times; a cell that
+    # fails or a slider that moved the wrong way is not.
+    for attempt in range(3):
+        with _lab_server(tmp_path / f"attempt{attempt}") as url:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            try:
+                _run_notebook_and_move_the_slider(page, url, shots)
+                return
+            except playwright_api.TimeoutError:
+                page.screenshot(path=shots / f"lab_failure{attempt}.png")
+                if attempt == 2:
+                    raise
+            finally:
+                page.close()
 
 
 def _wait_for(page, locator, seconds: float, state: str = "visible") -> None:
@@ -156,6 +166,9 @@ def _run_notebook_and_move_the_slider(page, url: str, shots: Path) -> None:
     _wait_for(page, page.locator(".jp-Notebook .jp-Cell").first, 120)
     idle = page.locator('.jp-Notebook-ExecutionIndicator[data-status="idle"]').first
     _wait_for(page, idle, 120, state="attached")  # the kernel is up
+    # Let JupyterLab settle: a "Run All" sent while it is still attaching the kernel has run only the
+    # last cell (seen in 1 of ~4 runs: the explorer cell as In [1] with a NameError).
+    page.wait_for_timeout(5_000)
 
     handle = page.locator(".widget-slider .noUi-handle").first
     running = page.locator(".jp-InputPrompt", has_text="[*]").or_(handle).first
@@ -168,7 +181,7 @@ def _run_notebook_and_move_the_slider(page, url: str, shots: Path) -> None:
         except playwright_api.TimeoutError:
             if attempt == 2:
                 raise
-    _wait_for(page, handle, 240)  # the explorer cell is the last one to run
+    _wait_for(page, handle, 60)  # the explorer cell is the last one to run (the notebook takes ~10 s)
     explorer = page.locator(".jp-OutputArea", has=page.locator(".widget-slider")).first
     figure = explorer.locator("img").first
     figure.wait_for()
