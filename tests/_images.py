@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from PIL import Image
 
@@ -25,3 +27,15 @@ def write_pngs(folder, colours, size=(20, 16)):
     folder.mkdir(parents=True, exist_ok=True)
     for i, colour in enumerate(colours):
         Image.new("RGB", size, colour).save(folder / f"tex{i}.png")
+
+
+def old_rotate(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """The hand-written rotation used before kornia's (issue 12), kept as the tests' reference."""
+    batch, _, height, width = images.shape
+    rad = degrees.float() * (math.pi / 180.0)
+    cos, sin = rad.cos()[:, None, None], rad.sin()[:, None, None]
+    cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
+    ys = torch.arange(height, dtype=torch.float32)[None, :, None] - cy
+    xs = torch.arange(width, dtype=torch.float32)[None, None, :] - cx
+    grid = torch.stack([(cos * xs - sin * ys) / max(cx, 0.5), (sin * xs + cos * ys) / max(cy, 0.5)], -1)
+    return torch.nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from _images import disc_images, seeded
+from _images import disc_images, old_rotate, seeded
 from diffad_core.perlin import perlin_from_angles, perlin_mask, perlin_noise, rotate_images
 
 
@@ -84,17 +84,6 @@ def test_perlin_noise_is_reproducible():
     c = perlin_noise(3, 16, 16, res, generator=seeded(6))
     assert torch.equal(a, b) and not torch.equal(a, c)
 
-
-def old_rotate(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
-    """The hand-written rotation used before kornia's (issue 12); checked against kornia then."""
-    batch, _, height, width = images.shape
-    rad = degrees.float() * (math.pi / 180.0)
-    cos, sin = rad.cos()[:, None, None], rad.sin()[:, None, None]
-    cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
-    ys = torch.arange(height, dtype=torch.float32)[None, :, None] - cy
-    xs = torch.arange(width, dtype=torch.float32)[None, None, :] - cx
-    grid = torch.stack([(cos * xs - sin * ys) / max(cx, 0.5), (sin * xs + cos * ys) / max(cy, 0.5)], -1)
-    return torch.nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
 def test_rotate_images_matches_old_implementation():

@@ -11,7 +11,7 @@ import torch
 from PIL import Image, ImageEnhance, ImageOps
 
 import diffad_core.synthesis as synthesis
-from _images import disc_images, seeded, write_pngs
+from _images import disc_images, old_rotate, seeded, write_pngs
 from diffad_core.synthesis import (
     AUGMENTATIONS,
     AnomalySynthesizer,
@@ -139,16 +139,6 @@ def old_equalize(x):
     lut = torch.where(step > 0, table, ids).float() / 255.0
     return lut.gather(1, levels).view(n, c, h, w)
 
-
-def old_rotate(images, degrees):
-    batch, _, height, width = images.shape
-    rad = degrees.float() * (np.pi / 180.0)
-    cos, sin = rad.cos()[:, None, None], rad.sin()[:, None, None]
-    cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
-    ys = torch.arange(height, dtype=torch.float32)[None, :, None] - cy
-    xs = torch.arange(width, dtype=torch.float32)[None, None, :] - cx
-    grid = torch.stack([(cos * xs - sin * ys) / max(cx, 0.5), (sin * xs + cos * ys) / max(cy, 0.5)], -1)
-    return torch.nn.functional.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
 def draws(monkeypatch, values: list) -> None:
