@@ -85,12 +85,22 @@ def test_perlin_noise_is_reproducible():
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
-
 def test_rotate_images_matches_old_implementation():
     for shape in [(3, 3, 16, 16), (3, 1, 12, 21)]:
         x = torch.rand(*shape, generator=seeded())
         angle = torch.tensor([-80.0, 10.0, 45.0])
         torch.testing.assert_close(rotate_images(x, angle), old_rotate(x, angle), atol=1e-4, rtol=0)
+
+
+def test_rotate_images_cpu_path_equals_kornia_rotate():
+    # the CPU path builds the sampling grid in closed form; kornia's rotate is the reference
+    from kornia.geometry.transform import rotate
+
+    for shape in [(4, 3, 64, 64), (3, 1, 12, 21), (2, 2, 1, 7)]:
+        x = torch.rand(*shape, generator=seeded(3))
+        angle = torch.tensor([-89.0, -10.5, 33.0, 90.0])[: shape[0]]
+        expected = rotate(x, angle, mode="bilinear", padding_mode="zeros", align_corners=True)
+        torch.testing.assert_close(rotate_images(x, angle), expected, atol=2e-5, rtol=0)
 
 
 def test_rotate_images_by_hand():

@@ -90,14 +90,33 @@ def test_hue_saturation_matches_matplotlib(monkeypatch):
 
 
 def test_pointwise_ops_by_hand(monkeypatch):
-    x = torch.tensor([0.0, 0.25, 0.5, 1.0]).view(1, 1, 1, 4).expand(1, 3, 1, 4).contiguous()
+    x = torch.tensor([0.0, 64.0, 128.0, 255.0]).div(255).view(1, 1, 1, 4).expand(1, 3, 1, 4).contiguous()
     fix_draws(monkeypatch, uniform=0.5)
     torch.testing.assert_close(synthesis._gamma(x, None), x**0.5)
     torch.testing.assert_close(synthesis._invert(x, None), 1 - x)
     # solarize: apply (0.5 < 0.5 is False) -> unchanged
     torch.testing.assert_close(synthesis._solarize(x, None), x)
     fix_draws(monkeypatch, uniform=0.2)  # apply, threshold 0.2: values >= 0.2 inverted
-    torch.testing.assert_close(synthesis._solarize(x, None)[0, 0, 0], torch.tensor([0.0, 0.75, 0.5, 0.0]))
+    torch.testing.assert_close(synthesis._solarize(x, None)[0, 0, 0], torch.tensor([0.0, 191.0, 127.0, 0.0]) / 255)
+
+
+def test_table_ops_see_the_uint8_image(monkeypatch):
+    # gamma, solarize and posterize act on the 8-bit level of each pixel, as imgaug's uint8 ops:
+    # off-level inputs give the result of their nearest level, and equal kornia's op on levels
+    import kornia.enhance as KE
+
+    x = torch.rand(3, 3, 10, 12, generator=seeded(12))
+    levels = (x * 255).round() / 255
+    gamma = torch.tensor([[0.5, 1.0, 2.0], [0.7, 1.3, 1.9], [1.5, 0.6, 1.1]])
+    draws(monkeypatch, [gamma])
+    torch.testing.assert_close(synthesis._gamma(x, None), KE.adjust_gamma(levels, gamma), atol=1e-6, rtol=0)
+    threshold = torch.tensor([0.2, 0.4, 0.5])
+    draws(monkeypatch, [torch.tensor([0.0, 0.9, 0.1]), threshold])
+    expected = KE.solarize(levels, torch.tensor([0.2, 2.0, 0.5]))
+    torch.testing.assert_close(synthesis._solarize(x, None), expected, atol=0, rtol=0)
+    bits = torch.tensor([2, 5, 8])
+    draws(monkeypatch, [bits])
+    torch.testing.assert_close(synthesis._posterize(x, None), KE.posterize(levels, bits), atol=0, rtol=0)
     # brightness on a grey image (Y = 0.5): every channel becomes Y * mul + add
     monkeypatch.setattr(synthesis, "uniform", lambda shape, lo, hi, generator, device: torch.full(shape, (lo + hi) / 2 + 0.05))
     grey = torch.full((1, 3, 2, 2), 0.5)
