@@ -19,19 +19,23 @@ the global RNG) and passed to kornia's functional ops as (n,) or (n, 3) tensors.
 
 Who does what:
 
-- from kornia: gamma (``enhance.adjust_gamma``), brightness (``color.rgb_to_ycbcr`` /
-  ``ycbcr_to_rgb`` with ``enhance.adjust_brightness_accumulative`` and ``adjust_brightness``
-  on Y), solarize, posterize, invert and equalize (``kornia.enhance``), the source rotation and
-  the Perlin-region rotation (``geometry.transform.rotate``); sharpness (``enhance.sharpness``)
-  and hue/saturation (``color.rgb_to_hsv``, ``enhance.adjust_hue_raw``, ``color.hsv_to_rgb``)
-  on GPUs;
+- from kornia: gamma (``enhance.adjust_gamma``), solarize and posterize (``kornia.enhance``),
+  each run on the 256 levels to make a per-sample, per-channel table that `_apply_table`
+  applies to the 8-bit image with one gather (kornia's posterize on whole images is ~6x slower
+  on the CPU); brightness (``color.rgb_to_ycbcr`` / ``ycbcr_to_rgb`` with
+  ``enhance.adjust_brightness_accumulative`` and ``adjust_brightness`` on Y), invert and
+  equalize (``kornia.enhance``); the source rotation and the Perlin-region rotation
+  (``geometry.transform.rotate``; on the CPU kornia's rotation matrices with a closed-form
+  sampling grid, `perlin.rotate_images`); sharpness (``enhance.sharpness``) and hue/saturation
+  (``color.rgb_to_hsv``, ``enhance.adjust_hue_raw``, ``color.hsv_to_rgb``) on GPUs;
 - ours: the parameter draws, Perlin noise and the region retries (`perlin`), autocontrast with
   PIL's cutoff (kornia's is a plain min-max stretch), the saturation shift (kornia's
   ``adjust_saturation`` multiplies, imgaug adds), the 8-bit rounding in front of kornia's
-  posterize / equalize (`_levels`), the grid shuffle and the texture sources (`textures`), the
-  blend; and on the CPU, closed forms of sharpness and hue/saturation that equal kornia's to
-  float rounding but run ~20x / ~4x faster there (kornia's conv2d and HSV round trip are slow
-  on one CPU thread; tests/test_synthesis.py checks both against kornia and PIL/matplotlib).
+  equalize (`_levels`), the table lookup (`_apply_table`), the grid shuffle and the texture
+  sources (`textures`), the blend; and on the CPU, closed forms of sharpness and
+  hue/saturation that equal kornia's to float rounding but run ~20x / ~4x faster there
+  (kornia's conv2d and HSV round trip are slow on one CPU thread; tests/test_synthesis.py
+  checks both against kornia and PIL/matplotlib).
 
 Differences from the released code (all documented choices):
 
@@ -45,8 +49,9 @@ Differences from the released code (all documented choices):
 - An empty Perlin region is redrawn up to ``max_tries`` times, then replaced by a small disc in
   the foreground (released: the sample silently stays normal).
 - Operations run on float images in [0, 1] (imgaug works on uint8 and rounds after every
-  operation); the quantised operations (posterize, autocontrast, equalize) first round to the
-  256 levels k / 255, as the uint8 originals see them. Brightness clips Y to [0, 1] after the
+  operation); the table operations (gamma, solarize, posterize) and autocontrast and equalize
+  first round to the 256 levels k / 255, as the uint8 originals see them (gamma and solarize
+  worked on the unrounded floats before: a difference of at most half a level of input). Brightness clips Y to [0, 1] after the
   multiply and after the add, as imgaug's uint8 arithmetic does.
 - Texture folders: every image of ``anomaly_source`` (recursively; all 5,640 of DTD) is drawn
   uniformly, decoded on demand (`textures.TextureFolder`, bounded cache); the released code
