@@ -11,6 +11,7 @@ Usage:
     python benchmarks/bench_synthesis.py --quick    # 3 batches (1 at batch 64)
     python benchmarks/bench_synthesis.py --train-steps tiny   # skip the paper@256 step (slow on a CPU)
     python benchmarks/bench_synthesis.py --device cuda   # also time the batched version on CUDA
+    python benchmarks/bench_synthesis.py --stages   # also where the time goes, stage by stage
 
 The last line printed is one JSON object:
 
@@ -22,7 +23,9 @@ The last line printed is one JSON object:
   synthesis / (synthesis + step), the fraction of a training step spent making anomalies;
 - ``paper256_*`` (with ``--train-steps all``): ONE ``paper`` step at 256 px with batch 2, scaled
   per image, against the synthesizer's time per image at batch 16; ``paper256_note`` says so;
-- ``gpu_img_s`` when the batched version also ran on CUDA.
+- ``gpu_img_s`` when the batched version also ran on CUDA;
+- ``stage_ms_per_image`` (with ``--stages``): {stage: [batched, per-sample]} milliseconds per
+  image for each augmentation, the Perlin region and the grid shuffle (batch 8, process time).
 
 The training steps and the synthesis are timed in the same run, on the same threads, so the
 shares hold on a loaded machine even when the absolute numbers move.
@@ -231,6 +234,37 @@ def synthesis_seconds(size: int, batch: int, n_batches: int) -> float:
     return batch / time_batches(lambda b: synth(b, generator=gen), batches)
 
 
+def stage_costs(size: int, n: int = 8, repeats: int = 5) -> dict[str, list[float]]:
+    """Milliseconds per image of each stage, batched (n images at once) and per-sample, CPU.
+
+    The ten augmentations, the Perlin region and the grid shuffle, on the same n images; the
+    best of ``repeats`` timings of three calls each (process time, so another busy process or
+    a page-fault burst moves it less). Returns {stage: [batched_ms, per_sample_ms]}.
+    """
+    from diffad_core import perlin, synthesis, textures
+
+    x = demo_images(n, size, 0)
+    xn = x.permute(0, 2, 3, 1).numpy().copy()
+    gen, rng = torch.Generator().manual_seed(0), np.random.default_rng(0)
+
+    def per_image(fn) -> float:
+        fn()
+        best = math.inf
+        for _ in range(repeats):
+            start = time.process_time()
+            for _ in range(3):
+                fn()
+            best = min(best, (time.process_time() - start) / 3)
+        return 1000.0 * best / n
+
+    ones, ones_np = torch.ones(n, 1, size, size), np.ones((size, size), np.float32)
+    stages = {name: (lambda op=synthesis._OPS[name]: op(x, gen), lambda name=name: [np_augment(im, name, rng) for im in xn])
+              for name in OPS}
+    stages["perlin_region"] = (lambda: perlin.perlin_mask(ones, generator=gen), lambda: [np_region(ones_np, rng) for _ in range(n)])
+    stages["grid_shuffle"] = (lambda: textures.shuffle_grid(x, generator=gen), lambda: [np_shuffle_grid(im, rng) for im in xn])
+    return {name: [round(per_image(ours), 3), round(per_image(ref), 3)] for name, (ours, ref) in stages.items()}
+
+
 def _with_time_limit(seconds: int, fn):
     """fn() or TimeoutError after ``seconds`` (SIGALRM: Unix, main thread)."""
     import signal
@@ -263,6 +297,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--train-steps", default="all", choices=["none", "tiny", "all"],
                         help="time training steps for the synthesis share: tiny@64 (batch 16), "
                         "all = also paper@256 (one step, batch 2, skipped if it takes > 60 s)")
+    parser.add_argument("--stages", action="store_true",
+                        help="also time each stage per image (ten augmentations, Perlin region, grid shuffle), both sides")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda requested but torch.cuda.is_available() is False")
@@ -298,6 +334,12 @@ def main(argv: list[str] | None = None) -> dict:
             "per_sample_img_s_large": round(big_ref, 1),
             "ratio_large": round(big / big_ref, 2),
         })
+    if args.stages:
+        stages = stage_costs(size)
+        print("stage (ms per image, batch 8)   batched  per-sample", flush=True)
+        for name, (ours, ref) in stages.items():
+            print(f"  {name:28s} {ours:8.3f}  {ref:8.3f}", flush=True)
+        result["stage_ms_per_image"] = stages
     if args.train_steps != "none":
         # synthesis share of one training step, both measured here, same threads (wall clock)
         synth_tiny = synthesis_seconds(64, 16, max(2, n_batches))
