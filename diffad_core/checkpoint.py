@@ -33,6 +33,7 @@ __all__ = [
     "load_checkpoint",
     "save_weights",
     "load_model",
+    "find_model_file",
     "CHECKPOINT_FORMAT",
 ]
 
@@ -152,14 +153,27 @@ def _read_safetensors(file: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
     return tensors, {"model_config": config, "metadata": meta}
 
 
+def find_model_file(folder: PathLike) -> Path:
+    """The model of a run folder: model.safetensors, train/model.safetensors or checkpoint.pt."""
+    folder = Path(folder)
+    for candidate in (folder / "model.safetensors", folder / "train" / "model.safetensors", folder / "checkpoint.pt"):
+        if candidate.is_file():
+            return candidate
+    raise CheckpointError(f"no model.safetensors or checkpoint.pt in {folder}; pass a run folder that "
+                          "diffad train wrote, or the model file itself")
+
+
 def load_model(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> DiffusionAD:
     """Rebuild a :class:`DiffusionAD` from a training checkpoint (.pt) or weights (.safetensors).
 
+    ``path`` may also be a run folder (what ``diffad train --out`` wrote; `find_model_file`).
     The file carries its own config, so nothing else is needed. The model is returned in eval mode,
     with the decision thresholds stored with it (if any) on ``model.calibration``
     (:mod:`diffad_core.calibration`).
     """
     file = Path(path)
+    if file.is_dir():
+        file = find_model_file(file)
     if not file.is_file():
         raise CheckpointError(f"model file {file} does not exist")
     if file.suffix == ".safetensors":

@@ -33,7 +33,6 @@ __all__ = [
     "demo",
     "DemoResult",
     "pretrain_start",
-    "find_model_file",
     "parse_shard",
 ]
 
@@ -124,15 +123,6 @@ def evaluate_category(
     return evaluate(model, test, config or EvalConfig(), out_dir=out, category=category)
 
 
-def find_model_file(folder: PathLike) -> Path:
-    """The model of a run folder: model.safetensors, train/model.safetensors or checkpoint.pt."""
-    folder = Path(folder)
-    for candidate in (folder / "model.safetensors", folder / "train" / "model.safetensors", folder / "checkpoint.pt"):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(f"no model.safetensors or checkpoint.pt in {folder}")
-
-
 def parse_shard(text: str) -> tuple[int, int]:
     """``"i/n"`` -> (i, n) with 0 <= i < n: the job takes every n-th category starting at i."""
     try:
@@ -189,6 +179,8 @@ def run_categories(
     for category in chosen[i::n]:
         run = out / category
         if checkpoints is not None:
+            from .checkpoint import find_model_file
+
             model_file = find_model_file(Path(checkpoints) / category)
         else:
             model_file = train_category(data, category, config, run / "train", kind=category_kind(category, dataset),

@@ -37,6 +37,10 @@ def test_round_trip(tmp_path, model):
     save_weights(tmp_path / "w.safetensors", model)
     loaded = load_model(tmp_path / "w.safetensors")
     assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
+    # a run folder works too: model.safetensors first, else checkpoint.pt
+    (tmp_path / "run").mkdir()
+    _save(tmp_path / "run" / "checkpoint.pt", model, step=3)
+    assert all(torch.equal(v, load_model(tmp_path / "run").state_dict()[k]) for k, v in model.state_dict().items())
 
 
 def test_failed_write_keeps_previous_checkpoint(tmp_path, model, monkeypatch):

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from diffad_core.inference import EvalConfig
-from diffad_core.pipeline import evaluate_category, find_model_file, parse_shard, run_categories, train_category
+from diffad_core.checkpoint import CheckpointError, find_model_file
+from diffad_core.pipeline import evaluate_category, parse_shard, run_categories, train_category
 from diffad_core.train import TrainConfig
 
 from conftest import write_tiny_mvtec
@@ -64,8 +65,12 @@ def test_shard_and_model_file_errors(tmp_path: Path) -> None:
     for bad in ("4/4", "x", "1/0"):
         with pytest.raises(ValueError, match="--shard"):
             parse_shard(bad)
-    with pytest.raises(FileNotFoundError, match="no model.safetensors"):
+    with pytest.raises(CheckpointError, match="no model.safetensors"):
         find_model_file(tmp_path)
+    from diffad_core.checkpoint import load_model
+
+    with pytest.raises(CheckpointError, match="no model.safetensors or checkpoint.pt in"):
+        load_model(tmp_path)  # a folder without a model: says what it looked for
 
 
 def test_provenance_is_recorded_and_a_category_mismatch_warns(tmp_path: Path) -> None:
