@@ -81,6 +81,9 @@ def _overrides(args: argparse.Namespace, cls: type) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- parser
+MODEL_HELP = "model.safetensors, checkpoint.pt or the run folder of diffad train"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .config import EVAL_HELP, TRAIN_HELP, TRAIN_PRESETS, EvalConfig, TrainConfig  # torch-free: --help stays fast
 
@@ -126,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on a category's test split")
     data_args(p)
-    p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint.pt, model.safetensors or the run folder of diffad train")
+    p.add_argument("--checkpoint", required=True, type=Path, help=MODEL_HELP)
     p.add_argument("--out", required=True, type=Path, help="report folder")
     threads_arg(p)
     _add_dataclass_options(p, EvalConfig, title="evaluation settings", helps=EVAL_HELP)
@@ -154,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     threads_arg(p)
 
     p = sub.add_parser("predict", help="score new images: predictions.csv, anomaly maps, overlay figures")
-    p.add_argument("--checkpoint", required=True, type=Path, help="model.safetensors, checkpoint.pt or the run folder of diffad train")
+    p.add_argument("--checkpoint", required=True, type=Path, help=MODEL_HELP)
     p.add_argument("--images", required=True, help="a folder (searched recursively), a glob pattern or one image file")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--overlays", type=int, default=16, metavar="K", help="overlay figures for the K highest scores (default: 16)")
@@ -163,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataclass_options(p, EvalConfig, skip=("num_figures", "map_dtype"), title="inference settings", helps=EVAL_HELP)
 
     p = sub.add_parser("calibrate", help="store decision thresholds with a model, from a folder of normal images")
-    p.add_argument("--checkpoint", required=True, type=Path, help="model.safetensors, checkpoint.pt or the run folder of diffad train")
+    p.add_argument("--checkpoint", required=True, type=Path, help=MODEL_HELP)
     p.add_argument("--images", required=True, help="normal images only: a folder, a glob pattern or one file")
     p.add_argument("--kind", required=True, choices=["texture", "object"], help="synthetic anomalies as in training")
     p.add_argument("--out", required=True, type=Path, help="the calibrated weights file to write (.safetensors)")
@@ -171,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     threads_arg(p)
 
     p = sub.add_parser("export", help="write the one-step graph for deployment (ONNX, OpenVINO)")
-    p.add_argument("--checkpoint", required=True, type=Path, help="model.safetensors, checkpoint.pt or the run folder of diffad train")
+    p.add_argument("--checkpoint", required=True, type=Path, help=MODEL_HELP)
     p.add_argument("--format", default="onnx", choices=["onnx", "openvino"])
     p.add_argument("--out", type=Path, default=None, help="file to write (default: next to the checkpoint)")
     for name, default in (("t-s", 200), ("t-b", 400), ("top-k", 50)):

@@ -63,10 +63,9 @@ def train_category(
     ``kind`` (texture/object) overrides the category's entry in the known lists
     (:func:`diffad_core.data.category_kind`); the dataset carries it and ``fit`` reads it there.
     """
+    from .calibration import validation_split
     from .data import open_dataset
     from .pretrained import describe_init
-
-    from .calibration import validation_split
 
     train = open_dataset(data, category, "train", image_size=config.image_size, dataset=dataset, kind=kind)
     n_threads = set_threads(threads)

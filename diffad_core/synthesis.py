@@ -103,16 +103,23 @@ def _ramp(n: int, device: torch.device) -> torch.Tensor:
     return torch.arange(256, device=device, dtype=torch.float32).div_(255.0).expand(n, 3, 1, 256)
 
 
-def _apply_table(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+def _level_indices(x: torch.Tensor) -> torch.Tensor:
+    """(n, c, H, W) in [0, 1] -> (n, c, H * W) int64 nearest 8-bit level (the uint8 image)."""
+    n, c, height, width = x.shape
+    return x.mul(255.0).round_().long().reshape(n, c, height * width)
+
+
+def _apply_table(x: torch.Tensor, table: torch.Tensor, levels: torch.Tensor | None = None) -> torch.Tensor:
     """Map each pixel's 8-bit level through its sample's and channel's table.
 
     x: (n, 3, H, W) in [0, 1], rounded to the nearest level k / 255 first (the uint8 image, as
-    imgaug sees it); table: (n, 3, 256) or (n, 3, 1, 256) output value of each level. One gather
-    per image, however expensive the op that made the table (PIL's ``Image.point`` does the same).
+    imgaug sees it); ``levels``: those levels if the caller already has them (`_level_indices`);
+    table: (n, 3, 256) or (n, 3, 1, 256) output value of each level. One gather per image, however
+    expensive the op that made the table (PIL's ``Image.point`` does the same).
     """
-    n, c, height, width = x.shape
-    levels = x.mul(255.0).round_().long().view(n, c, height * width)
-    return table.reshape(n, c, 256).gather(2, levels).view(n, c, height, width)
+    n, c = x.shape[:2]
+    levels = _level_indices(x) if levels is None else levels
+    return table.reshape(n, c, 256).gather(2, levels).view_as(x)
 
 
 def _gamma(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
@@ -246,8 +253,9 @@ def _autocontrast(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
     n, c, height, width = x.shape
     cutoff = randint((n, 1), 0, 21, generator=g, device=x.device).repeat_interleave(c, 0)
     cut = cutoff * (height * width) // 100  # pixels removed at each end, as PIL
-    levels = x.mul(255.0).round_().long().reshape(n * c, -1)
-    hist = torch.zeros(n * c, 256, device=x.device).scatter_add_(1, levels, torch.ones(()).expand(levels.shape))
+    levels = _level_indices(x)
+    flat = levels.reshape(n * c, -1)
+    hist = torch.zeros(n * c, 256, device=x.device).scatter_add_(1, flat, torch.ones(()).expand(flat.shape))
     ids = torch.arange(256, device=x.device).expand_as(hist)
     through = hist.cumsum(1)  # pixels at or below each level
     from_top = hist.flip(1).cumsum(1).flip(1)  # pixels at or above each level
@@ -255,7 +263,7 @@ def _autocontrast(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
     high = torch.where((hist > 0) & (from_top > cut), ids, 0).amax(1, keepdim=True)
     stretched = ((ids - low).float() / (high - low).clamp(min=1).float()).clamp_(0, 1)
     lut = torch.where(high > low, stretched, ids.float() / 255.0)
-    return lut.gather(1, levels).view(n, c, height, width)
+    return _apply_table(x, lut, levels)
 
 
 def _equalize(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
