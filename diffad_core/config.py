@@ -140,13 +140,14 @@ class TrainConfig:
 
 #: Named presets. "paper" is the released recipe (from scratch, 3000 epochs); "small" and "tiny"
 #: are CPU-sized versions for the notebooks, the demo and tests. The small ones raise the SegNet
-#: learning rate because a run of a few thousand steps is too short for 1e-5, and "tiny" starts from
+#: learning rate because a run of a few thousand steps is too short for 1e-5, and they start from
 #: the shipped pretrained weights (a departure from the release, which trains every category from
-#: scratch: a CPU cannot pay for that; see diffad_core.pretraining). "small" has no shipped
-#: starting point yet, so it starts from scratch unless ``init`` names a file.
+#: scratch: a CPU cannot pay for that; see diffad_core.pretraining). "paper" keeps the released
+#: from-scratch start unless ``init`` names one.
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(preset="paper", image_size=256, batch_size=16, lr_unet=1e-4, lr_seg=1e-5, epochs=3000),
-    "small": dict(preset="small", image_size=128, batch_size=16, lr_unet=2e-4, lr_seg=1e-3, checkpoint_every=200),
+    "small": dict(preset="small", image_size=128, batch_size=16, lr_unet=2e-4, lr_seg=1e-3, checkpoint_every=200,
+                  init="pretrained"),
     "tiny": dict(preset="tiny", image_size=64, batch_size=16, lr_unet=5e-4, lr_seg=1e-3, checkpoint_every=100,
                  init="pretrained"),
 }

@@ -55,6 +55,7 @@ PRETRAINED: dict[str, str] = {
 PRETRAINED_STARTS: dict[tuple[str, int], str] = {
     ("tiny", 64): "pretrained-tiny-64.safetensors",
     ("tiny", 128): "pretrained-tiny-128.safetensors",
+    ("small", 128): "pretrained-small-128.safetensors",
 }
 
 

@@ -255,7 +255,7 @@ def _autocontrast(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
     cut = cutoff * (height * width) // 100  # pixels removed at each end, as PIL
     levels = _level_indices(x)
     flat = levels.reshape(n * c, -1)
-    hist = torch.zeros(n * c, 256, device=x.device).scatter_add_(1, flat, torch.ones(()).expand(flat.shape))
+    hist = torch.zeros(n * c, 256, device=x.device).scatter_add_(1, flat, torch.ones((), device=x.device).expand(flat.shape))
     ids = torch.arange(256, device=x.device).expand_as(hist)
     through = hist.cumsum(1)  # pixels at or below each level
     from_top = hist.flip(1).cumsum(1).flip(1)  # pixels at or above each level

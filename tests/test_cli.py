@@ -76,7 +76,7 @@ def test_pretrain_command_writes_a_run(tmp_path, capsys):
         (["train", "--data", "DATA", "--category", "widget", "--out", "OUT", "--resume"], "checkpoint"),
         (["train", "--data", "DATA", "--category", "widget", "--out", "OUT", "--batch-size", "0"], "batch_size"),
         (["train", "--data", "DATA", "--category", "widget", "--out", "OUT", "--init", "/nonexistent/w.safetensors"], "/nonexistent/w"),
-        (["train", "--data", "DATA", "--category", "widget", "--out", "OUT", "--preset", "small", "--init", "pretrained"], "no pretrained"),
+        (["train", "--data", "DATA", "--category", "widget", "--out", "OUT", "--preset", "paper", "--init", "pretrained"], "no pretrained"),
         (["eval", "--checkpoint", "CKPT", "--data", "DATA", "--category", "widget", "--out", "OUT"], "CKPT"),
         (["benchmark", "--data", "DATA", "--dataset", "mvtec", "--categories", "nosuch", "--out", "OUT"], "nosuch"),
         (["benchmark", "--data", "DATA", "--dataset", "mini", "--shard", "3/2", "--out", "OUT"], "shard"),

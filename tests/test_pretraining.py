@@ -57,11 +57,13 @@ def test_pretrain_is_an_ordinary_resumable_run(tmp_path, monkeypatch):
 
 def test_presets_choose_their_start():
     assert TrainConfig.from_preset("tiny").init == "pretrained"
+    assert TrainConfig.from_preset("small").init == "pretrained"
+    assert pretrained_start("small", 128).name == PRETRAINED_STARTS[("small", 128)]
     assert TrainConfig.from_preset("paper").init == "scratch"  # the released recipe
     assert TrainConfig().init == "scratch"
 
 
-def test_every_tiny_start_ships_and_the_nearest_size_is_taken():
+def test_every_start_ships_and_the_nearest_size_is_taken():
     for (preset, size), name in PRETRAINED_STARTS.items():
         assert (WEIGHTS_DIR / name).is_file(), name
     assert pretrained_start("tiny", 64).name == PRETRAINED_STARTS[("tiny", 64)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import torch
 
@@ -21,13 +22,32 @@ def main() -> None:
     parser.add_argument("source", help="model.safetensors or checkpoint.pt of a training run")
     parser.add_argument("target", help="the .safetensors file to write (float16 tensors)")
     parser.add_argument("--note", default="", help="how the model was trained (stored as metadata 'source')")
+    parser.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
+                        help="another metadata entry (e.g. data_root=...); repeatable")
     args = parser.parse_args()
     model = load_model(args.source)
     meta = {"source": args.note or f"exported from {args.source}"}
+    if args.source.endswith(".safetensors"):  # a run folder's weights: its step count, config and time
+        from safetensors import safe_open
+
+        with safe_open(args.source, framework="pt") as handle:
+            steps = (handle.metadata() or {}).get("steps")
+        run = Path(args.source).parent
+        if steps:
+            meta["steps"] = steps
+        if (run / "train_config.json").is_file():
+            meta["train_config"] = json.dumps(json.loads((run / "train_config.json").read_text()))
+        if (run / "log.jsonl").is_file() and (run / "log.jsonl").stat().st_size:
+            meta["seconds"] = f"{json.loads((run / 'log.jsonl').read_text().splitlines()[-1])['seconds']:.0f}"
     if args.source.endswith(".pt"):
         state = load_checkpoint(args.source)
         meta.update(steps=str(state["step"]), seconds=f"{float(state['extra'].get('seconds', 0.0)):.0f}",
                     train_config=json.dumps(state["train_config"]))
+    for item in args.meta:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--meta {item!r}: write KEY=VALUE")
+        meta[key] = value
     save_weights(args.target, model, dtype=torch.float16, metadata=meta)
     print(f"wrote {args.target}")
 

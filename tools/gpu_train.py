@@ -163,6 +163,26 @@ def _pack(out: Path, split_into: Path | None) -> None:
         print(f"split into {split_into} (parts of {PART_BYTES // 2**20} MiB)", flush=True)
 
 
+def _smoke(device: str) -> None:
+    """Every synthesis operation, two training steps and a calibration on ``device``, in seconds,
+    so that a device bug stops the script before the long runs start."""
+    sys.path.insert(0, str(ROOT))
+    import torch
+
+    from diffad_core.synthesis import AnomalySynthesizer
+    from diffad_core.train import TrainConfig, fit
+
+    images = torch.rand(24, 3, 64, 64, device=device)
+    for kind in ("texture", "object"):
+        synth = AnomalySynthesizer(kind=kind, p_anomaly=1.0)
+        for seed in range(12):  # enough draws that every augmentation runs
+            synth(images[:16], None, generator=torch.Generator().manual_seed(seed))
+    config = TrainConfig.from_preset("tiny", steps=2, device=device, init="scratch", log_every=1)
+    fit(config, images.cpu(), kind="object", progress=False)
+    torch.cuda.synchronize() if device.startswith("cuda") else None
+    print(f"smoke test on {device}: passed at {time.monotonic() - START:.0f} s", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/gpu"))
@@ -179,6 +199,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     deadline = START + args.deadline
     mini_root = out / "mini"
+    _smoke(args.device)
     subprocess.run(_diffad("mini", "--out", str(mini_root)), cwd=ROOT, check=True)
     jobs = _jobs(out, mini_root, args)
     try:
