@@ -5,7 +5,7 @@ copies them into float32 parameters; each file carries its own model config):
 
 * ``pretrained-<preset>-<size>.safetensors`` (:data:`PRETRAINED_STARTS`): a category-agnostic
   start, trained by :func:`diffad_core.pretrain` on the offline corpus of
-  :mod:`diffad_core.pretraining`. :func:`diffad_core.fit` starts ``tiny`` runs from it
+  :mod:`diffad_core.pretraining`. :func:`diffad_core.fit` starts ``tiny`` and ``small`` runs from it
   (``init="pretrained"``), so a CPU adapts it to a category in minutes.
 * ``mini-<category>.safetensors`` (:data:`PRETRAINED`): one model per mini-benchmark category,
   adapted from that start on the category's training images, for the notebooks and the demo:
@@ -13,9 +13,10 @@ copies them into float32 parameters; each file carries its own model config):
       model = load_pretrained("brick")          # DiffusionAD, eval mode, float32
       out = model.predict(images)               # images (B, 3, 64, 64) in [0, 1]
 
-How each was trained (steps, CPU minutes) is in the file's metadata and in the README ("Trained
-models"). They are CPU-sized models (tiny preset, 64 px): far from the paper's figures, and they
-say nothing about real datasets.
+How each was trained (steps, device, minutes) is in the file's metadata and in the README ("Trained
+models"): the starts and the mini models were continued or trained on one GPU
+(``tools/gpu_train.py``). They are small models (tiny preset, 64 px for the mini models): far from
+the paper's figures, and they say nothing about real datasets.
 """
 
 from __future__ import annotations

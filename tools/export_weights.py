@@ -24,8 +24,13 @@ def main() -> None:
     parser.add_argument("--note", default="", help="how the model was trained (stored as metadata 'source')")
     parser.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
                         help="another metadata entry (e.g. data_root=...); repeatable")
+    parser.add_argument("--drop-calibration", action="store_true",
+                        help="leave the run's thresholds out (the shipped mini models take theirs from "
+                             "weights/calibration.json, which tools/calibrate_shipped.py writes)")
     args = parser.parse_args()
     model = load_model(args.source)
+    if args.drop_calibration:
+        model.calibration = None
     meta = {"source": args.note or f"exported from {args.source}"}
     if args.source.endswith(".safetensors"):  # a run folder's weights: its step count, config and time
         from safetensors import safe_open

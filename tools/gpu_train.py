@@ -12,9 +12,9 @@ a user can run; their outputs land in OUT/<name>/):
 * ``mini-<category>``    ``diffad train`` on the mini benchmark's training images (brick, gravel,
   nut, pill), tiny at 64 px, from the shipped 64 px start; then ``diffad eval`` on its test split.
 
-Small networks on a large GPU are bound by kernel launches, not arithmetic, so several processes
-share the card better than one; the training budget is wall-clock minutes (``--minutes``), the
-same for every run. At ``--deadline`` seconds after the start every process still running is
+The training budget is wall-clock minutes (``--minutes``), the same for every run. Measured on one
+H200 (2026-12-04): processes time-slice the card rather than overlap, so seven runs got ~2.5
+steps/s each and two got ~5.5; fewer runs at a time with larger batches would use it better. At ``--deadline`` seconds after the start every process still running is
 stopped, so the packing step always runs: the run folders (weights, logs, configs, evaluation
 metrics) are packed into OUT/results.tar, split into parts of at most 15 MiB when
 ``--split-into`` names a folder (the device tool brings back files of at most 16 MiB).
