@@ -8,7 +8,7 @@ a user can run; their outputs land in OUT/<name>/):
 
 * ``pretrain-tiny-64``   ``diffad pretrain``, tiny at 64 px, continuing the shipped 64 px start;
 * ``pretrain-tiny-128``  ``diffad pretrain``, tiny at 128 px, continuing the shipped 128 px start;
-* ``pretrain-small-128`` ``diffad pretrain``, small at 128 px, from scratch (no start shipped yet);
+* ``pretrain-small-128`` ``diffad pretrain``, small at 128 px, from scratch (the run that made the first small start);
 * ``mini-<category>``    ``diffad train`` on the mini benchmark's training images (brick, gravel,
   nut, pill), tiny at 64 px, from the shipped 64 px start; then ``diffad eval`` on its test split.
 
