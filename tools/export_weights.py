@@ -17,6 +17,35 @@ import torch
 from diffad_core.checkpoint import load_checkpoint, load_model, save_weights
 
 
+def export(source: str | Path, target: str | Path, *, note: str = "", meta: dict[str, str] | None = None,
+           drop_calibration: bool = False) -> Path:
+    """Write ``source``'s weights (a run's model.safetensors or checkpoint.pt) to ``target`` as float16,
+    with the run's step count, seconds and training config, ``note`` as 'source' and ``meta``."""
+    source = str(source)
+    model = load_model(source)
+    if drop_calibration:
+        model.calibration = None
+    entries = {"source": note or f"exported from {source}"}
+    if source.endswith(".safetensors"):  # a run folder's weights: its step count, config and time
+        from safetensors import safe_open
+
+        with safe_open(source, framework="pt") as handle:
+            steps = (handle.metadata() or {}).get("steps")
+        run = Path(source).parent
+        if steps:
+            entries["steps"] = steps
+        if (run / "train_config.json").is_file():
+            entries["train_config"] = json.dumps(json.loads((run / "train_config.json").read_text()))
+        if (run / "log.jsonl").is_file() and (run / "log.jsonl").stat().st_size:
+            entries["seconds"] = f"{json.loads((run / 'log.jsonl').read_text().splitlines()[-1])['seconds']:.0f}"
+    if source.endswith(".pt"):
+        state = load_checkpoint(source)
+        entries.update(steps=str(state["step"]), seconds=f"{float(state['extra'].get('seconds', 0.0)):.0f}",
+                       train_config=json.dumps(state["train_config"]))
+    entries.update(meta or {})
+    return save_weights(target, model, dtype=torch.float16, metadata=entries)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", help="model.safetensors or checkpoint.pt of a training run")
@@ -28,32 +57,13 @@ def main() -> None:
                         help="leave the run's thresholds out (the shipped mini models take theirs from "
                              "weights/calibration.json, which tools/calibrate_shipped.py writes)")
     args = parser.parse_args()
-    model = load_model(args.source)
-    if args.drop_calibration:
-        model.calibration = None
-    meta = {"source": args.note or f"exported from {args.source}"}
-    if args.source.endswith(".safetensors"):  # a run folder's weights: its step count, config and time
-        from safetensors import safe_open
-
-        with safe_open(args.source, framework="pt") as handle:
-            steps = (handle.metadata() or {}).get("steps")
-        run = Path(args.source).parent
-        if steps:
-            meta["steps"] = steps
-        if (run / "train_config.json").is_file():
-            meta["train_config"] = json.dumps(json.loads((run / "train_config.json").read_text()))
-        if (run / "log.jsonl").is_file() and (run / "log.jsonl").stat().st_size:
-            meta["seconds"] = f"{json.loads((run / 'log.jsonl').read_text().splitlines()[-1])['seconds']:.0f}"
-    if args.source.endswith(".pt"):
-        state = load_checkpoint(args.source)
-        meta.update(steps=str(state["step"]), seconds=f"{float(state['extra'].get('seconds', 0.0)):.0f}",
-                    train_config=json.dumps(state["train_config"]))
+    meta = {}
     for item in args.meta:
         key, sep, value = item.partition("=")
         if not sep or not key:
             parser.error(f"--meta {item!r}: write KEY=VALUE")
         meta[key] = value
-    save_weights(args.target, model, dtype=torch.float16, metadata=meta)
+    export(args.source, args.target, note=args.note, meta=meta, drop_calibration=args.drop_calibration)
     print(f"wrote {args.target}")
 
 

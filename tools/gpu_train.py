@@ -116,28 +116,17 @@ def _summary(out: Path, names: list[str]) -> None:
 
 
 def _half(run: Path) -> Path | None:
-    """The run's weights as float16 safetensors (run/model-fp16.safetensors), with the run's metadata.
+    """The run's weights as float16 safetensors (run/model-fp16.safetensors, ``tools/export_weights.py``).
 
     From model.safetensors, or from checkpoint.pt when the run was stopped before writing it.
     """
-    import torch
-    from safetensors import safe_open
-
     sys.path.insert(0, str(ROOT))  # run as a script from a checkout: the package is beside tools/
+    from export_weights import export
 
-    from diffad_core.checkpoint import load_checkpoint, load_model, save_weights
-
-    source = run / "model.safetensors"
-    if source.is_file():
-        with safe_open(str(source), framework="pt") as handle:
-            meta = dict(handle.metadata() or {})
-    elif (run / "checkpoint.pt").is_file():
-        source = run / "checkpoint.pt"
-        state = load_checkpoint(source)
-        meta = {"steps": str(state["step"]), "note": "exported from checkpoint.pt: the run was stopped"}
-    else:
-        return None
-    return save_weights(run / "model-fp16.safetensors", load_model(source), dtype=torch.float16, metadata=meta)
+    for name, note in (("model.safetensors", "gpu_train run"), ("checkpoint.pt", "gpu_train run, stopped: from checkpoint.pt")):
+        if (run / name).is_file():
+            return export(run / name, run / "model-fp16.safetensors", note=note)
+    return None
 
 
 def _pack(out: Path, split_into: Path | None) -> None:
