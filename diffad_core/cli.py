@@ -85,7 +85,7 @@ MODEL_HELP = "model.safetensors, checkpoint.pt or the run folder of diffad train
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import EVAL_HELP, TRAIN_HELP, TRAIN_PRESETS, EvalConfig, TrainConfig  # torch-free: --help stays fast
+    from .config import AMP_MODES, EVAL_HELP, TRAIN_HELP, TRAIN_PRESETS, EvalConfig, TrainConfig  # torch-free: --help stays fast
 
     parser = _Parser(prog="diffad", description="DiffusionAD: norm-guided one-step denoising diffusion for anomaly detection")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -148,11 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job: mini benchmark -> train -> evaluate -> table")
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
-    p.add_argument("--minutes", type=float, default=10.0, help="total training budget on all categories")
+    p.add_argument("--minutes", type=float, default=10.0, help="wall-clock training budget of the whole demo (default: 10)")
     p.add_argument("--preset", default="tiny", choices=sorted(TRAIN_PRESETS))
     p.add_argument("--categories", nargs="+", default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--init", default=None, help="scratch | pretrained | PATH (default: the preset's, tiny: pretrained)")
+    p.add_argument("--amp", default=None, choices=AMP_MODES,
+                   help="training autocast (default: bf16 on a CPU with native bf16 instructions, else the preset's)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="categories trained at once, one process each (default: one per CPU core; 1 on a GPU)")
     p.add_argument("--quiet", action="store_true")
     threads_arg(p)
 
@@ -333,7 +337,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .pipeline import demo
 
     demo(args.out, minutes=args.minutes, preset=args.preset, categories=args.categories, device=args.device,
-         init=args.init, threads=args.threads, progress=not args.quiet)
+         init=args.init, amp=args.amp, threads=args.threads, workers=args.workers, progress=not args.quiet)
     return 0
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "run_categories",
     "BenchmarkResult",
     "demo",
+    "demo_plan",
     "DemoResult",
     "pretrain_start",
     "parse_shard",
@@ -202,6 +203,42 @@ class DemoResult:
     report: Optional[Path] = None
 
 
+def demo_plan(n_categories: int, device: str = "auto", threads: Optional[int] = None,
+              workers: Optional[int] = None) -> tuple[int, Optional[int]]:
+    """(categories trained at once, torch threads of each) for :func:`demo`.
+
+    On a CPU with neither ``threads`` nor ``workers`` given, one process per core (at most one per
+    category) and the cores shared out evenly: on 2 cores, two categories at once with 1 thread
+    each, because torch's second thread adds less than a second process does (README, Threads). On
+    a GPU, or when ``threads`` is given, one category at a time. ``workers`` sets the number of
+    processes; their threads then default to an even share of the cores.
+    """
+    from .runtime import available_cores, resolve_device
+
+    on_cpu = resolve_device(device).type == "cpu"
+    if workers is not None:
+        if workers < 1:
+            raise ValueError(f"workers={workers} must be >= 1")
+        workers = min(workers, n_categories)
+        if threads is None and on_cpu:
+            threads = max(1, available_cores() // workers)
+        return workers, threads
+    if threads is not None or not on_cpu:
+        return 1, threads
+    cores = available_cores()
+    workers = max(1, min(n_categories, cores))
+    return workers, max(1, cores // workers)
+
+
+def _demo_category(data: Path, category: str, config: TrainConfig, run: Path, eval_config: EvalConfig,
+                   threads: Optional[int], progress: bool, log: Log) -> EvalResult:
+    """Train and evaluate one demo category (run in a worker process when categories train at once)."""
+    if run.exists():
+        shutil.rmtree(run)
+    weights = train_category(data, category, config, run / "train", progress=progress, threads=threads, log=log).weights
+    return evaluate_category(weights, data, category, run / "eval", eval_config, threads=threads)
+
+
 def demo(
     out: PathLike = "runs/demo",
     *,
@@ -210,16 +247,26 @@ def demo(
     categories: Optional[Sequence[str]] = None,
     device: str = "auto",
     init: Optional[str] = None,
+    amp: Optional[str] = None,
     threads: Optional[int] = None,
+    workers: Optional[int] = None,
     progress: bool = True,
     log: Log = print,
 ) -> DemoResult:
-    """The main job: write the mini benchmark, train each category for ``minutes / n`` minutes,
-    evaluate, and evaluate the shipped fully trained models on the same test images."""
+    """The main job: write the mini benchmark, train every category from the pretrained start,
+    evaluate, and evaluate the shipped fully trained models on the same test images.
+
+    ``minutes`` is the wall-clock training budget of the whole demo. :func:`demo_plan` decides how
+    many categories train at once (``workers`` processes of ``threads`` threads); each category
+    gets ``minutes / rounds`` of training, ``rounds = ceil(categories / workers)``. ``amp`` None
+    trains in bfloat16 on a CPU with native bfloat16 instructions (:func:`diffad_core.runtime.
+    cpu_has_native_bf16`) and as the preset says elsewhere.
+    """
     import numpy as np
 
     from .data import MINI_CATEGORIES, make_mini_benchmark
     from .pretrained import PRETRAINED, pretrained_path
+    from .runtime import cpu_has_native_bf16, resolve_device
 
     chosen = list(categories or MINI_CATEGORIES)
     unknown = [c for c in chosen if c not in MINI_CATEGORIES]
@@ -231,18 +278,35 @@ def demo(
         t0 = time.perf_counter()
         make_mini_benchmark(data, seed=0)
         _say(log, f"mini benchmark written to {data} in {time.perf_counter() - t0:.1f} s")
-    overrides: dict[str, Any] = {"minutes": minutes / len(chosen), "device": device}
+    n_workers, n_threads = demo_plan(len(chosen), device, threads, workers)
+    rounds = -(-len(chosen) // n_workers)
+    overrides: dict[str, Any] = {"minutes": minutes / rounds, "device": device}
     if init is not None:
         overrides["init"] = init
+    if amp is None and resolve_device(device).type == "cpu" and cpu_has_native_bf16():
+        amp = "bf16"
+    if amp is not None:
+        overrides["amp"] = amp
     config = TrainConfig.from_preset(preset, **overrides)
     eval_config = EvalConfig(device=device)
-    results = []
-    for category in chosen:
-        run = out / "runs" / category
-        if run.exists():
-            shutil.rmtree(run)
-        weights = train_category(data, category, config, run / "train", progress=progress, threads=threads, log=log).weights
-        results.append(evaluate_category(weights, data, category, run / "eval", eval_config))
+    jobs = [(data, c, config, out / "runs" / c, eval_config, n_threads) for c in chosen]
+    if n_workers == 1:
+        results = [_demo_category(*job, progress=progress, log=log) for job in jobs]
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        _say(log, f"training {n_workers} categories at once ({n_workers} processes x {n_threads} thread(s), "
+                  f"{config.minutes:.2f} min each, amp {config.amp})")
+        worker_log = None if log is None else print  # a notebook's own log function may not pickle
+        with ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_demo_category, *job, progress=False, log=worker_log): job[1] for job in jobs}
+            done = {}
+            for future in as_completed(futures):
+                done[futures[future]] = r = future.result()
+                _say(log, f"{r.category} done: image AUROC {100 * r.metrics['image_auroc']:.1f}, "
+                          f"pixel AUROC {100 * r.metrics['pixel_auroc']:.1f}, AUPRO {100 * r.metrics['aupro']:.1f}")
+        results = [done[c] for c in chosen]
     table = summarize(results, None)
     report = write_summary(out, results, table, name="demo")
     _say(log, table)

@@ -35,6 +35,8 @@ __all__ = [
     "Networks",
     "resolve_device",
     "set_threads",
+    "available_cores",
+    "cpu_has_native_bf16",
     "use_bf16",
     "autocast",
     "compile_networks",
@@ -69,6 +71,27 @@ def set_threads(threads: Optional[int] = None) -> int:
             raise ValueError(f"threads={threads} must be >= 1")
         torch.set_num_threads(threads)
     return torch.get_num_threads()
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether the CPU computes bfloat16 natively (AVX512-BF16 or AMX), so bf16 autocast pays.
+
+    Measured on the 2-core AVX512-BF16 machine of the README: a tiny@64 training step of batch 32
+    on one thread, 2.9 s in float32 and 2.5 s in bf16. Without these instructions bf16 is emulated
+    and slower than float32.
+    """
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
 
 def use_bf16(amp: str, device: torch.device) -> bool:

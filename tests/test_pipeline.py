@@ -105,3 +105,36 @@ def test_a_run_without_budget_says_what_it_is_about_to_do(tmp_path: Path, monkey
     assert "no budget given" in lines[1] and "3000 epochs = 9000 steps of 2 images" in lines[1]
     assert lines[2].startswith("about 3.8 h at the 1.50 s/step")
     assert seen["provenance"]["category"] == "widget"
+
+
+def test_demo_plan_shares_the_cores_out(monkeypatch) -> None:
+    import diffad_core.runtime as runtime
+    from diffad_core.pipeline import demo_plan
+
+    monkeypatch.setattr(runtime, "available_cores", lambda: 2)
+    assert demo_plan(4, "cpu") == (2, 1)  # two categories at once, one thread each
+    assert demo_plan(1, "cpu") == (1, 2)
+    assert demo_plan(4, "cpu", threads=2) == (1, 2)  # a thread count asked for: one at a time
+    assert demo_plan(4, "cpu", workers=1) == (1, 2)
+    assert demo_plan(4, "cpu", workers=3) == (3, 1)
+    assert demo_plan(2, "cpu", workers=3) == (2, 1)
+    monkeypatch.setattr(runtime, "available_cores", lambda: 16)
+    assert demo_plan(4, "cpu") == (4, 4)
+    with pytest.raises(ValueError, match="workers=0"):
+        demo_plan(4, "cpu", workers=0)
+
+
+def test_demo_trains_two_categories_at_once(tmp_path: Path) -> None:
+    from diffad_core.pipeline import demo
+    from diffad_core.runtime import cpu_has_native_bf16
+
+    lines: list[str] = []
+    result = demo(tmp_path, minutes=0.04, categories=["pill", "brick"], device="cpu", workers=2, threads=1,
+                  progress=False, log=lines.append)
+    assert [r.category for r in result.results] == ["pill", "brick"]  # the order asked for, not of finishing
+    assert any("2 processes x 1 thread(s), 0.04 min each" in line for line in lines)
+    assert sum(line.endswith(tuple("0123456789")) and " done: image AUROC " in line for line in lines) == 2
+    saved = json.loads((tmp_path / "runs" / "brick" / "train" / "train_config.json").read_text())
+    assert saved["amp"] == ("bf16" if cpu_has_native_bf16() else "auto") and saved["init"] == "pretrained"
+    assert [r.category for r in result.shipped] == ["pill", "brick"]
+    assert (tmp_path / "demo.md").is_file() and (tmp_path / "demo_shipped.md").is_file()

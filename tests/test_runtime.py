@@ -114,3 +114,19 @@ def test_evaluation_with_compile_does_not_change_the_callers_model(fake_compile)
     assert getattr(model.unet, "_compiled_call_impl", None) is None
     assert getattr(model.segnet, "_compiled_call_impl", None) is None
     assert "ReconUNet" in fake_compile and any("SegUNet" in c for c in fake_compile)
+
+
+def test_cores_and_native_bf16_probe(monkeypatch) -> None:
+    import os
+
+    from diffad_core.runtime import available_cores, cpu_has_native_bf16
+
+    assert 1 <= available_cores() <= (os.cpu_count() or 1)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert cpu_has_native_bf16() is False
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert cpu_has_native_bf16() is True
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    assert cpu_has_native_bf16() is False  # a torch without the probes: assume emulated bf16
