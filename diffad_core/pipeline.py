@@ -259,8 +259,8 @@ def demo(
     ``minutes`` is the wall-clock training budget of the whole demo. :func:`demo_plan` decides how
     many categories train at once (``workers`` processes of ``threads`` threads); each category
     gets ``minutes / rounds`` of training, ``rounds = ceil(categories / workers)``. ``amp`` None
-    trains in bfloat16 on a CPU with native bfloat16 instructions (:func:`diffad_core.runtime.
-    cpu_has_native_bf16`) and as the preset says elsewhere.
+    trains in bfloat16 on a CPU with native bfloat16 instructions
+    (:func:`~diffad_core.runtime.cpu_has_native_bf16`) and as the preset says elsewhere.
     """
     import numpy as np
 
