@@ -32,7 +32,7 @@ from typing import Any, Optional
 from common import emit, environment
 
 from diffad_core import TrainConfig, make_mini_benchmark
-from diffad_core.pipeline import demo_plan, train_category
+from diffad_core.pipeline import DemoPlan, demo_plan, train_category
 from diffad_core.runtime import available_cores, cpu_has_native_bf16
 
 CATEGORIES = ("brick", "pill")
@@ -44,14 +44,13 @@ def _steps(root: Path, category: str, seconds: float, threads: int, amp: str, ou
     return train_category(root, category, config, out, progress=False, threads=threads, log=None).steps
 
 
-def _plan(root: Path, tmp: Path, name: str, *, workers: int, threads: int, amp: str, seconds: float) -> dict[str, Any]:
-    """Train every category with ``workers`` processes at once; each gets the wall time of its round."""
-    rounds = -(-len(CATEGORIES) // workers)
-    each = seconds * len(CATEGORIES) / rounds
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {c: pool.submit(_steps, root, c, each, threads, amp, tmp / name / c) for c in CATEGORIES}
+def _plan(root: Path, tmp: Path, name: str, plan: DemoPlan, *, amp: str, seconds: float) -> dict[str, Any]:
+    """Train every category as ``plan`` says, in ``len(CATEGORIES) x seconds`` of wall clock (the demo's split)."""
+    each = plan.minutes_each(seconds * len(CATEGORIES), len(CATEGORIES))
+    with ProcessPoolExecutor(plan.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {c: pool.submit(_steps, root, c, each, plan.threads, amp, tmp / name / c) for c in CATEGORIES}
         steps = {c: f.result() for c, f in futures.items()}
-    return {"processes": workers, "threads": threads, "amp": amp, "seconds_per_category": round(each, 1),
+    return {"processes": plan.workers, "threads": plan.threads, "amp": amp, "seconds_per_category": round(each, 1),
             "steps": steps, "mean_steps": sum(steps.values()) / len(steps)}
 
 
@@ -62,17 +61,16 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     seconds = 3.0 if args.quick else args.seconds
     cores = available_cores()
-    workers, threads = demo_plan(len(CATEGORIES), "cpu")
+    plan = demo_plan(len(CATEGORIES), "cpu")
     bf16 = cpu_has_native_bf16()
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="diffad-demo-bench-") as tmp_name:
         tmp = Path(tmp_name)
         root = make_mini_benchmark(tmp / "mini", seed=0, categories=list(CATEGORIES))
         arms = {
-            "sequential_fp32": _plan(root, tmp, "seq", workers=1, threads=cores, amp="off", seconds=seconds),
-            "parallel_fp32": _plan(root, tmp, "par", workers=workers, threads=threads, amp="off", seconds=seconds),
-            "parallel_plan": _plan(root, tmp, "plan", workers=workers, threads=threads, amp="bf16" if bf16 else "off",
-                                   seconds=seconds),
+            "sequential_fp32": _plan(root, tmp, "seq", DemoPlan(1, cores), amp="off", seconds=seconds),
+            "parallel_fp32": _plan(root, tmp, "par", plan, amp="off", seconds=seconds),
+            "parallel_plan": _plan(root, tmp, "plan", plan, amp="bf16" if bf16 else "off", seconds=seconds),
         }
     base = arms["sequential_fp32"]["mean_steps"]
     return emit({

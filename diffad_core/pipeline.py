@@ -18,7 +18,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 from .evaluate import PAPER_RESULTS, EvalResult, evaluate, summarize, write_summary
 from .inference import EvalConfig
@@ -32,6 +32,7 @@ __all__ = [
     "BenchmarkResult",
     "demo",
     "demo_plan",
+    "DemoPlan",
     "DemoResult",
     "pretrain_start",
     "parse_shard",
@@ -203,9 +204,21 @@ class DemoResult:
     report: Optional[Path] = None
 
 
+class DemoPlan(NamedTuple):
+    """How :func:`demo` trains: ``workers`` categories at once, each with ``threads`` torch threads."""
+
+    workers: int
+    threads: Optional[int]
+
+    def minutes_each(self, minutes: float, n_categories: int) -> float:
+        """A category's share of the wall-clock budget ``minutes``: one round per ``workers`` categories."""
+        rounds = -(-n_categories // self.workers)
+        return minutes / rounds
+
+
 def demo_plan(n_categories: int, device: str = "auto", threads: Optional[int] = None,
-              workers: Optional[int] = None) -> tuple[int, Optional[int]]:
-    """(categories trained at once, torch threads of each) for :func:`demo`.
+              workers: Optional[int] = None) -> DemoPlan:
+    """The :class:`DemoPlan` of :func:`demo`: categories trained at once and torch threads of each.
 
     On a CPU with neither ``threads`` nor ``workers`` given, one process per core (at most one per
     category) and the cores shared out evenly: on 2 cores, two categories at once with 1 thread
@@ -222,12 +235,12 @@ def demo_plan(n_categories: int, device: str = "auto", threads: Optional[int] = 
         workers = min(workers, n_categories)
         if threads is None and on_cpu:
             threads = max(1, available_cores() // workers)
-        return workers, threads
+        return DemoPlan(workers, threads)
     if threads is not None or not on_cpu:
-        return 1, threads
+        return DemoPlan(1, threads)
     cores = available_cores()
     workers = max(1, min(n_categories, cores))
-    return workers, max(1, cores // workers)
+    return DemoPlan(workers, max(1, cores // workers))
 
 
 def _demo_category(data: Path, category: str, config: TrainConfig, run: Path, eval_config: EvalConfig,
@@ -258,7 +271,7 @@ def demo(
 
     ``minutes`` is the wall-clock training budget of the whole demo. :func:`demo_plan` decides how
     many categories train at once (``workers`` processes of ``threads`` threads); each category
-    gets ``minutes / rounds`` of training, ``rounds = ceil(categories / workers)``. ``amp`` None
+    gets :meth:`DemoPlan.minutes_each` of it (one round per ``workers`` categories). ``amp`` None
     trains in bfloat16 on a CPU with native bfloat16 instructions
     (:func:`~diffad_core.runtime.cpu_has_native_bf16`) and as the preset says elsewhere.
     """
@@ -278,9 +291,9 @@ def demo(
         t0 = time.perf_counter()
         make_mini_benchmark(data, seed=0)
         _say(log, f"mini benchmark written to {data} in {time.perf_counter() - t0:.1f} s")
-    n_workers, n_threads = demo_plan(len(chosen), device, threads, workers)
-    rounds = -(-len(chosen) // n_workers)
-    overrides: dict[str, Any] = {"minutes": minutes / rounds, "device": device}
+    plan = demo_plan(len(chosen), device, threads, workers)
+    n_workers, n_threads = plan
+    overrides: dict[str, Any] = {"minutes": plan.minutes_each(minutes, len(chosen)), "device": device}
     if init is not None:
         overrides["init"] = init
     if amp is None and resolve_device(device).type == "cpu" and cpu_has_native_bf16():
