@@ -29,7 +29,7 @@ from torch import Tensor
 from .inference import EvalConfig, predict_images
 
 __all__ = ["MIN_VALIDATION", "MIN_TRAIN_FOR_VALIDATION", "RULE", "calibrate", "f1_threshold",
-           "validation_split", "at_threshold"]
+           "validation_split", "at_threshold", "synthetic_auroc"]
 
 #: Fewest held-out images, and fewest training images for any hold-out at all.
 MIN_VALIDATION = 3
@@ -98,9 +98,54 @@ def calibrate(
     See the module docstring. ``kind`` picks the synthetic anomalies (as in training); ``seed``
     seeds both the synthesizer and the inference noise.
     """
+    scores, labels, maps, masks = _synthetic_set(model, images, kind, foreground, config or EvalConfig(seed=seed),
+                                                 seed, anomaly_source)
+    image_thr, image_f1 = f1_threshold(scores, labels)
+    pixel_thr, pixel_f1 = f1_threshold(maps, masks)
+    normal = scores[labels == 0]
+    return {
+        "rule": RULE,
+        "image_threshold": image_thr,
+        "image_f1": image_f1,
+        "pixel_threshold": pixel_thr,
+        "pixel_f1": pixel_f1,
+        "n_normal": int(len(normal)),
+        "n_synthetic": int(len(scores) - len(normal)),
+        "normal_score_mean": float(np.mean(normal)),
+        "normal_score_max": float(np.max(normal)),
+        "kind": kind,
+        "seed": int(seed),
+        "normalization": "score / image_threshold",
+    }
+
+
+def synthetic_auroc(
+    model: Any,
+    images: Tensor,
+    *,
+    kind: str,
+    foreground: Optional[Tensor] = None,
+    config: Optional[EvalConfig] = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Image AUROC (normal vs synthetic) and pixel AUROC (on the synthetic masks) of ``model``.
+
+    The same set :func:`calibrate` builds from normal ``images``: a measure of quality without any
+    labelled defect, for choosing settings (never choose them on test labels).
+    """
+    from .metrics import image_auroc, pixel_auroc
+
+    scores, labels, maps, masks = _synthetic_set(model, images, kind, foreground, config or EvalConfig(seed=seed),
+                                                 seed, None)
+    return {"image_auroc": float(image_auroc(scores, labels)),
+            "pixel_auroc": float(pixel_auroc(maps, masks > 0.5))}
+
+
+def _synthetic_set(model: Any, images: Tensor, kind: str, foreground: Optional[Tensor], config: EvalConfig,
+                   seed: int, anomaly_source: Optional[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(image scores, image labels, maps, masks) of ``images`` as they are and as synthetic anomalies."""
     from .synthesis import AnomalySynthesizer
 
-    config = config or EvalConfig(seed=seed)
     x = torch.as_tensor(images)
     x = x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
     if x.dim() != 4 or x.shape[0] < 1:
@@ -115,21 +160,6 @@ def calibrate(
     anomalous = predict_images(model, syn.image[keep], config)
     scores = np.concatenate([normal.scores, anomalous.scores])
     labels = np.r_[np.zeros(len(normal.scores)), np.ones(len(anomalous.scores))]
-    image_thr, image_f1 = f1_threshold(scores, labels)
-    maps = np.concatenate([normal.maps, anomalous.maps]).ravel()
-    masks = np.concatenate([np.zeros_like(normal.maps), syn.mask[keep][:, 0].numpy()]).ravel()
-    pixel_thr, pixel_f1 = f1_threshold(maps, masks)
-    return {
-        "rule": RULE,
-        "image_threshold": image_thr,
-        "image_f1": image_f1,
-        "pixel_threshold": pixel_thr,
-        "pixel_f1": pixel_f1,
-        "n_normal": int(len(normal.scores)),
-        "n_synthetic": int(len(anomalous.scores)),
-        "normal_score_mean": float(np.mean(normal.scores)),
-        "normal_score_max": float(np.max(normal.scores)),
-        "kind": kind,
-        "seed": int(seed),
-        "normalization": "score / image_threshold",
-    }
+    maps = np.concatenate([normal.maps, anomalous.maps])
+    masks = np.concatenate([np.zeros_like(normal.maps), syn.mask[keep][:, 0].numpy()])
+    return scores, labels, maps, masks

@@ -3,7 +3,8 @@
 Two formats:
 
 * **Training checkpoints** (``*.pt``): a ``torch.save`` dict holding only tensors, numbers, strings,
-  lists and dicts - model and optimizer state, the step, RNG states, and the configs as JSON strings.
+  lists and dicts - model and optimizer state (and the moving average of the weights when the run
+  keeps one), the step, RNG states, and the configs as JSON strings.
   They are loaded with ``torch.load(weights_only=True)``, which refuses any other pickled object, so
   a checkpoint from someone else cannot run code.
 * **Weights** (``*.safetensors``): the model's tensors plus its config as JSON metadata, for sharing
@@ -57,8 +58,14 @@ def save_checkpoint(
     train_config: dict[str, Any],
     rng: Optional[dict[str, torch.Tensor]] = None,
     extra: Optional[dict[str, Any]] = None,
+    average: Optional[torch.nn.Module] = None,
 ) -> Path:
-    """Atomically write a training checkpoint (see the module docstring for what it holds)."""
+    """Atomically write a training checkpoint (see the module docstring for what it holds).
+
+    ``average`` is the run's moving average of the weights (``TrainConfig.ema_decay``), stored
+    beside the live weights: training resumes from ``model``, and :func:`load_model` returns the
+    average, which is what the run's ``model.safetensors`` holds.
+    """
     payload = {
         "format": CHECKPOINT_FORMAT,
         "model_config": json.dumps(model.config.to_dict()),
@@ -70,6 +77,8 @@ def save_checkpoint(
         "rng": rng or {},
         "extra": json.dumps(extra or {}),
     }
+    if average is not None:
+        payload["average"] = {k: v.detach().cpu() for k, v in average.state_dict().items()}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return Path(path)
@@ -186,7 +195,7 @@ def load_model(path: PathLike, map_location: Union[str, torch.device] = "cpu") -
         provenance = {k: info["metadata"][k] for k in PROVENANCE_KEYS if k in info["metadata"]}
     else:
         info = load_checkpoint(file, map_location="cpu")
-        state = info["model"]
+        state = info.get("average") or info["model"]  # the model a run returns: the average when it kept one
         calibration = info["extra"].get("calibration")
         provenance = info["extra"].get("provenance") or {}
     try:

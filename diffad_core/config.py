@@ -71,6 +71,10 @@ class TrainConfig:
     focal_gamma: float = 4.0
     p_anomaly: float = 0.5
     anomaly_source: Optional[str] = None
+    # weight averaging: the model a run returns and saves is the bias-corrected exponential moving
+    # average of the weights after every step with this decay (0 = off: the last step's weights).
+    # A run's last step alone is a noisy pick (one step can move pixel AUROC by points).
+    ema_decay: float = 0.0
     # calibration: this share of the normal training images (seeded, at least 3, only when there
     # are >= 20) is held out of training and sets the decision thresholds (diffad_core.calibration)
     val_fraction: float = 0.1
@@ -98,6 +102,7 @@ class TrainConfig:
             "lr_seg": self.lr_seg > 0,
             "t_s_max": 0 < self.t_s_max < self.num_train_timesteps,
             "p_anomaly": 0.0 <= self.p_anomaly <= 1.0,
+            "ema_decay": 0.0 <= self.ema_decay < 1.0,
             "val_fraction": 0.0 <= self.val_fraction < 0.5,
             "checkpoint_every": self.checkpoint_every > 0,
             "log_every": self.log_every > 0,
@@ -140,16 +145,18 @@ class TrainConfig:
 
 #: Named presets. "paper" is the released recipe (from scratch, 3000 epochs); "small" and "tiny"
 #: are CPU-sized versions for the notebooks, the demo and tests. The small ones raise the SegNet
-#: learning rate because a run of a few thousand steps is too short for 1e-5, and they start from
+#: learning rate because a run of a few thousand steps is too short for 1e-5, return the moving
+#: average of the weights (ema_decay 0.99: a short run's last step alone is a noisy pick; measured
+#: by benchmarks/bench_average.py), and they start from
 #: the shipped pretrained weights (a departure from the release, which trains every category from
 #: scratch: a CPU cannot pay for that; see diffad_core.pretraining). "paper" keeps the released
 #: from-scratch start unless ``init`` names one.
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(preset="paper", image_size=256, batch_size=16, lr_unet=1e-4, lr_seg=1e-5, epochs=3000),
     "small": dict(preset="small", image_size=128, batch_size=16, lr_unet=2e-4, lr_seg=1e-3, checkpoint_every=200,
-                  init="pretrained"),
+                  init="pretrained", ema_decay=0.99),
     "tiny": dict(preset="tiny", image_size=64, batch_size=16, lr_unet=5e-4, lr_seg=1e-3, checkpoint_every=100,
-                 init="pretrained"),
+                 init="pretrained", ema_decay=0.99),
 }
 
 
@@ -241,6 +248,7 @@ TRAIN_HELP: dict[str, str] = {
     "focal_gamma": "focal loss gamma",
     "p_anomaly": "share of training samples turned into synthetic anomalies",
     "anomaly_source": "folder of texture images (e.g. DTD) for synthetic anomalies; default: built-in textures",
+    "ema_decay": "decay of the moving average of the weights that is saved as the model (0: the last step's weights)",
     "val_fraction": "share of the normal training images held out to calibrate the decision thresholds",
     "steps": "training budget in optimizer steps (first of steps / epochs / minutes wins; none: 3000 epochs)",
     "epochs": "training budget in passes over the training images",

@@ -7,11 +7,13 @@ One training step:
 2. make each one a synthetic anomaly with probability ``p_anomaly`` (:class:`AnomalySynthesizer`);
 3. compute :func:`diffad_core.losses.diffusionad_loss` (noise loss on normal samples, focal x 5 +
    smooth L1 on the anomaly map, gradients through x0_g into the UNet);
-4. one Adam step on each network (lr 1e-4 UNet, 1e-5 SegNet as released).
+4. one Adam step on each network (lr 1e-4 UNet, 1e-5 SegNet as released);
+5. with ``ema_decay`` > 0, fold the new weights into their moving average (:class:`_WeightAverage`),
+   which is then the model the run returns and saves (not in the release).
 
 Reproducibility and resuming: every random draw of step ``s`` comes from generators seeded by
 ``(seed, s, rank)`` and the epoch permutations from ``(seed, epoch)``, so a run killed and resumed
-from its last checkpoint (which also holds the Adam moments and BatchNorm statistics) ends with the
+from its last checkpoint (which also holds the Adam moments and the weight average) ends with the
 same weights as an uninterrupted one on CPU.
 
 Checkpoint choice never looks at test labels: the last checkpoint is the result (the released
@@ -118,6 +120,32 @@ def _budget_steps(cfg: TrainConfig, n_train: int) -> Optional[int]:
 
 
 
+class _WeightAverage:
+    """The bias-corrected exponential moving average of a model's weights (and float buffers).
+
+    After update ``n`` (1-based, the run's step count) the average is
+    ``sum_i d^(n-i) w_i / sum_i d^(n-i)`` over the weights ``w_1..w_n`` after each step, so it
+    holds no trace of the starting weights and needs no warm-up: update 1 copies, later ones
+    move by ``(1 - d) / (1 - d^n)``. Its window is about ``1 / (1 - d)`` steps.
+    """
+
+    def __init__(self, model: DiffusionAD, decay: float) -> None:
+        import copy
+
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, n: int) -> None:
+        live = model.state_dict()
+        average = self.model.state_dict()  # tensors sharing the average's storage
+        floats = [k for k, v in average.items() if v.is_floating_point()]
+        torch._foreach_lerp_([average[k] for k in floats], [live[k] for k in floats],
+                             (1.0 - self.decay) / (1.0 - self.decay ** n))
+        for name in average.keys() - set(floats):
+            average[name].copy_(live[name])
+
+
 _MODEL_KEYS = ("preset", "image_size", "num_train_timesteps", "beta_schedule", "pixel_range")
 
 
@@ -152,6 +180,12 @@ class _Run:
     start_step: int
     elapsed_before: float
     out: Optional[Path]
+    average: Optional[_WeightAverage] = None
+
+    @property
+    def final(self) -> DiffusionAD:
+        """The model the run returns and saves: the weight average when it keeps one."""
+        return self.average.model if self.average is not None else self.model
 
     @property
     def n_train(self) -> int:
@@ -171,8 +205,8 @@ def _resume_state(config: TrainConfig, out: Optional[Path]) -> Optional[dict[str
         raise CheckpointError(f"cannot resume: {path} does not exist (start without --resume)")
     state = load_checkpoint(path)
     saved = state["train_config"]
-    saved = {"val_fraction": 0.0, **saved}  # runs saved before the hold-out existed trained on every image
-    diff = [k for k in _MODEL_KEYS + ("seed", "batch_size", "val_fraction") if saved.get(k) != getattr(config, k)]
+    saved = {"val_fraction": 0.0, "ema_decay": 0.0, **saved}  # defaults of runs saved before these existed
+    diff = [k for k in _MODEL_KEYS + ("seed", "batch_size", "val_fraction", "ema_decay") if saved.get(k) != getattr(config, k)]
     if diff:
         raise TrainingError(
             f"cannot resume {path}: settings differ from the saved run: "
@@ -222,6 +256,12 @@ def _setup(config: TrainConfig, train: Any, kind: Optional[str], out_dir: Any, r
     fmt = memory_format(config.channels_last)
     if config.channels_last:
         model = model.to(memory_format=fmt)
+    average = _WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
+    if average is not None and state is not None:
+        if "average" not in state:
+            raise TrainingError(f"cannot resume {out / 'checkpoint.pt'}: it holds no weight average although "
+                                f"ema_decay={config.ema_decay}; resume with the run's own settings")
+        average.model.load_state_dict(state["average"])
 
     fused = (config.fused_adam == "on") or (config.fused_adam == "auto" and device.type == "cuda")
     opt_kw = {"fused": True} if fused else {}
@@ -255,6 +295,7 @@ def _setup(config: TrainConfig, train: Any, kind: Optional[str], out_dir: Any, r
         use_amp=use_bf16(config.amp, device), fmt=fmt, total_steps=_budget_steps(config, n_train),
         start_step=int(state["step"]) if state is not None else 0,
         elapsed_before=float(state["extra"].get("seconds", 0.0)) if state is not None else 0.0, out=out,
+        average=average,
     )
     if out and rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -305,11 +346,13 @@ def _save(run: _Run, step_done: int, seconds: float) -> Optional[Path]:
     if not _all_finite(run.model):
         kept = f"kept the last good checkpoint {path}" if path.is_file() else "no checkpoint was written"
         raise TrainingError(f"non-finite weights at step {step_done}; {kept}")
+    final = run.final
     return save_checkpoint(
         path, model=run.model, optimizers={"unet": run.opt_unet, "seg": run.opt_seg}, schedulers=run.schedulers,
-        step=step_done, train_config=run.config.to_dict(), rng=rng_state(), extra={"seconds": seconds, "kind": run.kind,
-                                                                      "calibration": getattr(run.model, "calibration", None),
-                                                                      "provenance": getattr(run.model, "provenance", None)},
+        step=step_done, train_config=run.config.to_dict(), rng=rng_state(),
+        extra={"seconds": seconds, "kind": run.kind, "calibration": getattr(final, "calibration", None),
+               "provenance": getattr(final, "provenance", None)},
+        average=run.average.model if run.average is not None else None,
     )
 
 
@@ -362,18 +405,21 @@ def fit(
         resume: continue from ``out_dir/checkpoint.pt``.
         progress: show a progress bar on stdout with the loss parts.
         callback: called with each logged record (for live curves).
-        model: start from this model instead of the one ``config.init`` names.
+        model: start from this model instead of the one ``config.init`` names. It is trained in
+            place; with ``config.ema_decay`` > 0 the result's model is a separate module, the
+            average of its weights.
         provenance: what the run was trained on (category, data root, ...), stored in the weights'
             metadata and the checkpoint; ``load_model`` puts it on ``model.provenance``.
 
     Returns:
-        :class:`FitResult` with the model in eval mode and the loss history.
+        :class:`FitResult` with the model in eval mode (the weight average when ``ema_decay`` > 0)
+        and the loss history.
 
     Raises:
         TrainingError: a non-finite loss (the last good checkpoint is kept) or a resume mismatch.
     """
     run = _setup(config, train, kind, out_dir, resume, model)
-    run.model.provenance = {**(provenance or {}), "kind": run.kind}
+    run.model.provenance = run.final.provenance = {**(provenance or {}), "kind": run.kind}
     history: list[dict[str, float]] = []
     bar = None
     if progress and run.rank == 0:
@@ -394,6 +440,8 @@ def fit(
                 break
             parts = _train_step(run, step)
             step += 1
+            if run.average is not None:
+                run.average.update(run.model, step)
             for name in ("total", "noise", "focal", "smooth_l1"):
                 value = getattr(parts, name).detach()
                 running[name] = running.get(name, torch.zeros((), device=run.device)) + value
@@ -409,20 +457,21 @@ def fit(
             bar.close()
     seconds = run.elapsed_before + time.perf_counter() - t0
     run.model.eval()
+    final = run.final
     if run.val_images.shape[0] and run.rank == 0:  # thresholds from the held-out images, never test labels
         from .calibration import calibrate
         from .inference import EvalConfig
 
-        run.model.calibration = calibrate(
-            run.model, run.val_images, kind=run.kind, foreground=run.val_foreground, seed=config.seed,
+        final.calibration = calibrate(
+            final, run.val_images, kind=run.kind, foreground=run.val_foreground, seed=config.seed,
             anomaly_source=config.anomaly_source, config=EvalConfig(device=str(run.device), seed=config.seed),
         )
-    result = FitResult(model=run.model, steps=step, seconds=seconds, history=history, out_dir=run.out,
-                       calibration=getattr(run.model, "calibration", None))
+    result = FitResult(model=final, steps=step, seconds=seconds, history=history, out_dir=run.out,
+                       calibration=getattr(final, "calibration", None))
     if run.out is not None and run.rank == 0:
         result.checkpoint = _save(run, step, seconds)
-        result.weights = save_weights(run.out / "model.safetensors", run.model,
-                                      metadata={"steps": str(step), **run.model.provenance})
+        result.weights = save_weights(run.out / "model.safetensors", final,
+                                      metadata={"steps": str(step), **final.provenance})
     if run.world > 1:
         dist.barrier()  # the other ranks wait until rank 0 has written the final files
     return result

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 
-import pytest
-import torch
-from torch import Tensor, nn
+# Before torch is imported: passive OpenMP waiting (as diffad_core sets it), or two spinning test
+# threads beside one other busy process run 5-30x slower (README, Threads).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor, nn  # noqa: E402
 
 os.environ.setdefault("MPLBACKEND", "Agg")
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+if "OMP_NUM_THREADS" not in os.environ:  # an explicit thread count wins
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
 class OracleUNet(nn.Module):

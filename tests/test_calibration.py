@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from diffad_core.calibration import MIN_TRAIN_FOR_VALIDATION, at_threshold, calibrate, f1_threshold, validation_split
+from diffad_core.calibration import (MIN_TRAIN_FOR_VALIDATION, _synthetic_set, at_threshold, calibrate, f1_threshold,
+                                     synthetic_auroc, validation_split)
+from diffad_core.inference import EvalConfig
 from diffad_core.model import DiffusionAD
 
 
@@ -43,6 +45,19 @@ def test_calibrate_returns_thresholds_in_range() -> None:
     assert 0 <= c["image_threshold"] <= 1 and 0 <= c["pixel_threshold"] <= 1
     assert c["n_normal"] == 4 and 1 <= c["n_synthetic"] <= 4 and "F1-optimal" in c["rule"]
     assert c == calibrate(model, images, kind="texture", seed=0)  # deterministic
+
+
+def test_synthetic_auroc_matches_scikit_learn_on_the_calibration_set() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    torch.manual_seed(0)
+    model = DiffusionAD.from_preset("tiny", image_size=32).eval()
+    images = torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    got = synthetic_auroc(model, images, kind="texture", seed=2)
+    scores, labels, maps, masks = _synthetic_set(model, images, "texture", None, EvalConfig(seed=2), 2, None)
+    assert labels.sum() >= 1 and (labels == 0).sum() == 5
+    assert got["image_auroc"] == pytest.approx(roc_auc_score(labels, scores))
+    assert got["pixel_auroc"] == pytest.approx(roc_auc_score(masks.ravel() > 0.5, maps.ravel()))
 
 
 def test_fit_holds_out_images_and_stores_the_thresholds(tmp_path: Path) -> None:

@@ -47,15 +47,24 @@ def test_fit_writes_run_folder_and_learns_something(tmp_path):
         assert torch.equal(v, reloaded.state_dict()[k]), k
 
 
-def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tmp_path):
-    full = fit(_config(steps=4), _images(), out_dir=tmp_path / "full", progress=False)
-    fit(_config(steps=2), _images(), out_dir=tmp_path / "part", progress=False)
-    resumed = fit(_config(steps=4), _images(), out_dir=tmp_path / "part", resume=True, progress=False)
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tmp_path, ema_decay):
+    full = fit(_config(steps=4, ema_decay=ema_decay), _images(), out_dir=tmp_path / "full", progress=False)
+    fit(_config(steps=2, ema_decay=ema_decay), _images(), out_dir=tmp_path / "part", progress=False)
+    resumed = fit(_config(steps=4, ema_decay=ema_decay), _images(), out_dir=tmp_path / "part", resume=True,
+                  progress=False)
     assert resumed.steps == 4
+    for which in ("model", "average"):  # the live weights and (with ema_decay) their average
+        if which == "average" and not ema_decay:
+            assert "average" not in load_checkpoint(tmp_path / "part" / "checkpoint.pt")
+            continue
+        a, b = (load_checkpoint(tmp_path / run / "checkpoint.pt")[which] for run in ("full", "part"))
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), f"{which} {k} differs after resume"
     a, b = _state(full.model), _state(resumed.model)
-    assert a.keys() == b.keys()
     for k in a:
-        assert torch.equal(a[k], b[k]), f"{k} differs after resume"
+        assert torch.equal(a[k], b[k]), f"{k} of the returned model differs after resume"
     log = [json.loads(line)["step"] for line in (tmp_path / "part" / "log.jsonl").read_text().splitlines()]
     assert log == [1, 2, 3, 4]
 
@@ -64,6 +73,42 @@ def test_resume_refuses_a_different_run(tmp_path):
     fit(_config(steps=1), _images(), out_dir=tmp_path / "r", progress=False)
     with pytest.raises(TrainingError, match="seed saved 3 vs now 4"):
         fit(_config(steps=2, seed=4), _images(), out_dir=tmp_path / "r", resume=True, progress=False)
+
+
+def test_weight_average_is_the_bias_corrected_exponential_average_of_every_step():
+    from diffad_core.model import DiffusionAD
+    from diffad_core.train import _WeightAverage
+
+    model = DiffusionAD.from_preset("tiny", image_size=32)
+    snapshots, d = [], 0.8
+    average = _WeightAverage(model, d)
+    for n in range(1, 4):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        snapshots.append(_state(model))
+        average.update(model, n)
+    weights = [d ** 2, d, 1.0]
+    for k, v in average.model.state_dict().items():
+        if v.is_floating_point():
+            expected = sum(w * s[k] for w, s in zip(weights, snapshots)) / sum(weights)
+            torch.testing.assert_close(v, expected, rtol=1e-5, atol=1e-5)
+    assert not any(p.requires_grad for p in average.model.parameters())
+
+
+def test_ema_run_saves_and_returns_the_average_and_resumes_from_the_live_weights(tmp_path):
+    result = fit(_config(steps=3, ema_decay=0.5), _images(), out_dir=tmp_path / "run", progress=False)
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    returned = _state(result.model)
+    differs = [k for k, v in ckpt["model"].items() if v.is_floating_point() and not torch.equal(v, returned[k])]
+    assert differs, "the returned model should be the average, not the last step's weights"
+    for source in (tmp_path / "run" / "model.safetensors", tmp_path / "run" / "checkpoint.pt"):
+        loaded = load_model(source).state_dict()
+        for k, v in returned.items():
+            assert torch.equal(v, loaded[k]), f"{source.name}: {k}"
+    assert load_model(tmp_path / "run" / "model.safetensors").calibration == result.calibration
+    with pytest.raises(TrainingError, match="ema_decay saved 0.5 vs now 0.0"):
+        fit(_config(steps=4, ema_decay=0.0), _images(), out_dir=tmp_path / "run", resume=True, progress=False)
 
 
 def test_seeds_make_training_deterministic():
