@@ -110,14 +110,10 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         jobs = [(c, Path(root), Path(fresh), Path(tmp) / "runs" / c, first, every, snapshots, args.decay, amp)
                 for c in categories]
         with ProcessPoolExecutor(min(args.workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
-            per = dict(zip(categories, pool.map(_category_job, jobs)))
+            per = dict(zip(categories, pool.map(_category, *zip(*jobs))))
     result = {"benchmark": "weight_average", "decay": args.decay, "amp": amp, "categories": per,
               "summary": _summary(per), **environment()}
     return emit(result)
-
-
-def _category_job(job: tuple) -> dict[str, Any]:
-    return _category(*job)
 
 
 if __name__ == "__main__":

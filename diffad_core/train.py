@@ -134,16 +134,17 @@ class _WeightAverage:
 
         self.decay = decay
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        state = self.model.state_dict()  # tensors sharing the average's storage, split once
+        self._floats = {k: v for k, v in state.items() if v.is_floating_point()}
+        self._others = {k: v for k, v in state.items() if not v.is_floating_point()}
 
     @torch.no_grad()
     def update(self, model: nn.Module, n: int) -> None:
         live = model.state_dict()
-        average = self.model.state_dict()  # tensors sharing the average's storage
-        floats = [k for k, v in average.items() if v.is_floating_point()]
-        torch._foreach_lerp_([average[k] for k in floats], [live[k] for k in floats],
+        torch._foreach_lerp_(list(self._floats.values()), [live[k] for k in self._floats],
                              (1.0 - self.decay) / (1.0 - self.decay ** n))
-        for name in average.keys() - set(floats):
-            average[name].copy_(live[name])
+        for name, value in self._others.items():
+            value.copy_(live[name])
 
 
 _MODEL_KEYS = ("preset", "image_size", "num_train_timesteps", "beta_schedule", "pixel_range")
@@ -257,10 +258,7 @@ def _setup(config: TrainConfig, train: Any, kind: Optional[str], out_dir: Any, r
     if config.channels_last:
         model = model.to(memory_format=fmt)
     average = _WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
-    if average is not None and state is not None:
-        if "average" not in state:
-            raise TrainingError(f"cannot resume {out / 'checkpoint.pt'}: it holds no weight average although "
-                                f"ema_decay={config.ema_decay}; resume with the run's own settings")
+    if average is not None and state is not None:  # _resume_state checked that the run kept one
         average.model.load_state_dict(state["average"])
 
     fused = (config.fused_adam == "on") or (config.fused_adam == "auto" and device.type == "cuda")
