@@ -239,6 +239,8 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     result = pretrain_start(_train_config(args, init="scratch"), args.out, images=args.images,
                             corpus_seed=args.corpus_seed, resume=args.resume, progress=not args.quiet,
                             threads=args.threads)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 writes the weights and reports
+        return 0
     print(f"done: {result.steps} steps in {result.seconds:.0f} s; weights {result.weights}")
     return 0
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -64,6 +66,24 @@ def test_pretrain_command_writes_a_run(tmp_path, capsys):
                  "--steps", "1", "--device", "cpu", "--quiet", "--threads", "1"])
     assert code == 0 and (tmp_path / "pre" / "model.safetensors").is_file()
     assert "8 corpus images" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["pretrain", "train"])
+def test_only_rank_zero_reports_done_under_torchrun(command, tmp_path, capsys, monkeypatch):
+    """Under torchrun every process runs the command; only rank 0 writes weights, so only it says 'done'."""
+    import diffad_core.pipeline as pipeline
+
+    def fake(*args, **kwargs):
+        return types.SimpleNamespace(steps=3, seconds=1.0, weights="w" if os.environ["RANK"] == "0" else None)
+
+    monkeypatch.setattr(pipeline, "pretrain_start", fake)
+    monkeypatch.setattr(pipeline, "train_category", fake)
+    args = {"pretrain": ["pretrain", "--out", str(tmp_path / "pre")],
+            "train": ["train", "--data", str(tmp_path), "--category", "widget", "--out", str(tmp_path / "run")]}[command]
+    for rank, said in (("1", ""), ("0", "done: 3 steps in 1 s; weights w\n")):
+        monkeypatch.setenv("RANK", rank)
+        assert main(args) == 0
+        assert capsys.readouterr().out == said
 
 
 @pytest.mark.parametrize(
