@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import platform
 import sys
 import time
@@ -234,25 +233,21 @@ def _train_config(args: argparse.Namespace, **extra: Any):
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from .pipeline import pretrain_start
+    from .pipeline import _say, pretrain_start
 
     result = pretrain_start(_train_config(args, init="scratch"), args.out, images=args.images,
                             corpus_seed=args.corpus_seed, resume=args.resume, progress=not args.quiet,
                             threads=args.threads)
-    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 writes the weights and reports
-        return 0
-    print(f"done: {result.steps} steps in {result.seconds:.0f} s; weights {result.weights}")
+    _say(print, f"done: {result.steps} steps in {result.seconds:.0f} s; weights {result.weights}")  # rank 0 only
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .pipeline import train_category
+    from .pipeline import _say, train_category
 
     result = train_category(args.data, args.category, _train_config(args), args.out, dataset=args.dataset,
                             kind=args.kind, resume=args.resume, progress=not args.quiet, threads=args.threads)
-    if os.environ.get("RANK", "0") != "0":
-        return 0
-    print(f"done: {result.steps} steps in {result.seconds:.0f} s; weights {result.weights}")
+    _say(print, f"done: {result.steps} steps in {result.seconds:.0f} s; weights {result.weights}")  # rank 0 only
     return 0
 
 
