@@ -35,24 +35,6 @@ from .helpers import (
 )
 from .widgets import LiveLossCurves, guidance_explorer, noising_explorer, threshold_explorer
 
-__all__ = [
-    # helpers
-    "Examples",
-    "mini_examples",
-    "anomaly_to_noise",
-    "course_model",
-    "shipped_steps",
-    "RETRAIN_SECONDS_PER_STEP_CPU",
-    "MaskedError",
-    "masked_errors",
-    "time_per_image",
-    "SpeedComparison",
-    "compare_speed",
-    "RankedExamples",
-    "rank_examples",
-    # widgets
-    "noising_explorer",
-    "guidance_explorer",
-    "threshold_explorer",
-    "LiveLossCurves",
-]
+from . import helpers as _helpers, widgets as _widgets
+
+__all__ = [*_helpers.__all__, *_widgets.__all__]
