@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from _tools import load_tool
 
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("tune_demo", ROOT / "tools" / "tune_demo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tune = _load_tool()
+tune = load_tool("tune_demo")
 
 
 def test_settings_parse_as_json_or_text():
