@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 export OMP_WAIT_POLICY ?= PASSIVE
 STAMP := $(VENV)/.diffad-installed
 DEMO_OUT ?= runs/demo
-DEMO_MINUTES ?= 10
+DEMO_MINUTES ?= 12
 
 .PHONY: setup test unit nbval book demo lab bench clean reliability
 

@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job: mini benchmark -> train -> evaluate -> table")
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
-    p.add_argument("--minutes", type=float, default=10.0, help="wall-clock training budget of the whole demo (default: 10)")
+    p.add_argument("--minutes", type=float, default=12.0, help="wall-clock training budget of the whole demo (default: 12)")
     p.add_argument("--preset", default="tiny", choices=sorted(TRAIN_PRESETS))
     p.add_argument("--categories", nargs="+", default=None)
     p.add_argument("--device", default="auto")

@@ -255,7 +255,7 @@ def _demo_category(data: Path, category: str, config: TrainConfig, run: Path, ev
 def demo(
     out: PathLike = "runs/demo",
     *,
-    minutes: float = 10.0,
+    minutes: float = 12.0,
     preset: str = "tiny",
     categories: Optional[Sequence[str]] = None,
     device: str = "auto",

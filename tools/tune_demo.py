@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--set", dest="settings", action="append", default=[], type=parse_setting,
                         help="a TrainConfig override, name=value (repeatable)")
-    parser.add_argument("--minutes", type=float, default=5.0, help="training wall clock per category (demo: 5)")
+    parser.add_argument("--minutes", type=float, default=6.0, help="training wall clock per category (demo: 6)")
     parser.add_argument("--val-seeds", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--categories", nargs="+", choices=MINI_CATEGORIES, default=list(MINI_CATEGORIES))
     args = parser.parse_args()
