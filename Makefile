@@ -10,7 +10,6 @@ PY := $(VENV)/bin/python
 export OMP_WAIT_POLICY ?= PASSIVE
 STAMP := $(VENV)/.diffad-installed
 DEMO_OUT ?= runs/demo
-DEMO_MINUTES ?= 12
 
 .PHONY: setup test unit nbval book demo lab bench clean reliability
 
@@ -58,7 +57,7 @@ reliability: setup
 	$(PY) -m pytest -q tests/test_faults.py::test_readme_reliability_table_is_rendered_from_the_committed_counts
 
 demo: setup
-	$(VENV)/bin/diffad demo --out $(DEMO_OUT) --minutes $(DEMO_MINUTES)
+	$(VENV)/bin/diffad demo --out $(DEMO_OUT)$(if $(DEMO_MINUTES), --minutes $(DEMO_MINUTES))
 
 clean:
 	rm -rf $(VENV) build book runs

@@ -84,7 +84,7 @@ MODEL_HELP = "model.safetensors, checkpoint.pt or the run folder of diffad train
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import AMP_MODES, EVAL_HELP, TRAIN_HELP, TRAIN_PRESETS, EvalConfig, TrainConfig  # torch-free: --help stays fast
+    from .config import AMP_MODES, DEMO_MINUTES, EVAL_HELP, TRAIN_HELP, TRAIN_PRESETS, EvalConfig, TrainConfig  # torch-free: --help stays fast
 
     parser = _Parser(prog="diffad", description="DiffusionAD: norm-guided one-step denoising diffusion for anomaly detection")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -147,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job: mini benchmark -> train -> evaluate -> table")
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
-    p.add_argument("--minutes", type=float, default=12.0, help="wall-clock training budget of the whole demo (default: 12)")
+    p.add_argument("--minutes", type=float, default=DEMO_MINUTES,
+                   help=f"wall-clock training budget of the whole demo (default: {DEMO_MINUTES:g})")
     p.add_argument("--preset", default="tiny", choices=sorted(TRAIN_PRESETS))
     p.add_argument("--categories", nargs="+", default=None)
     p.add_argument("--device", default="auto")

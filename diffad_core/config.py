@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, NamedTuple, Optional
 
-__all__ = ["AMP_MODES", "AmpMode", "InferenceSetting", "PAPER_INFERENCE", "TrainConfig", "TRAIN_PRESETS", "EvalConfig",
+__all__ = ["AMP_MODES", "AmpMode", "DEMO_MINUTES", "InferenceSetting", "PAPER_INFERENCE", "TrainConfig", "TRAIN_PRESETS", "EvalConfig",
            "MAP_DTYPES", "BUDGET_KEYS"]
 
 AmpMode = Literal["auto", "bf16", "off"]
@@ -39,6 +39,10 @@ class InferenceSetting(NamedTuple):
 #: The paper's inference setting (t_s = 200, t_b = 400, w = 1, image score = mean of the top 50
 #: map values). Every default in the package (model, evaluation, widgets, benchmarks) reads it here.
 PAPER_INFERENCE = InferenceSetting(t_s=200, t_b=400, w=1.0, top_k=50)
+
+#: Wall-clock training budget of ``diffad demo`` / :func:`diffad_core.pipeline.demo`, in minutes
+#: (12: chosen with tools/tune_demo.py on validation mini seeds; `make demo` stays under 14 minutes).
+DEMO_MINUTES = 12.0
 
 
 @dataclass

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
+from .config import DEMO_MINUTES
 from .evaluate import PAPER_RESULTS, EvalResult, evaluate, summarize, write_summary
 from .inference import EvalConfig
 from .runtime import set_threads
@@ -255,7 +256,7 @@ def _demo_category(data: Path, category: str, config: TrainConfig, run: Path, ev
 def demo(
     out: PathLike = "runs/demo",
     *,
-    minutes: float = 12.0,
+    minutes: float = DEMO_MINUTES,
     preset: str = "tiny",
     categories: Optional[Sequence[str]] = None,
     device: str = "auto",

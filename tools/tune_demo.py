@@ -31,6 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from diffad_core import MINI_CATEGORIES, EvalConfig, TrainConfig, make_mini_benchmark  # noqa: E402
+from diffad_core.config import DEMO_MINUTES  # noqa: E402
 from diffad_core.pipeline import demo_plan, evaluate_category, train_category  # noqa: E402
 from diffad_core.runtime import cpu_has_native_bf16  # noqa: E402
 
@@ -63,12 +64,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--set", dest="settings", action="append", default=[], type=parse_setting,
                         help="a TrainConfig override, name=value (repeatable)")
-    parser.add_argument("--minutes", type=float, default=6.0, help="training wall clock per category (demo: 6)")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="training wall clock per category (default: the demo's share of DEMO_MINUTES)")
     parser.add_argument("--val-seeds", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--categories", nargs="+", choices=MINI_CATEGORIES, default=list(MINI_CATEGORIES))
     args = parser.parse_args()
     if 0 in args.val_seeds:
         raise SystemExit("--val-seeds must not contain 0: seed 0's test set is the demo's own")
+    plan = demo_plan(len(args.categories), "cpu")
+    if args.minutes is None:
+        args.minutes = plan.minutes_each(DEMO_MINUTES, len(args.categories))
     overrides = dict(args.settings)
     overrides.setdefault("amp", "bf16" if cpu_has_native_bf16() else "off")
     config = TrainConfig.from_preset("tiny", minutes=args.minutes, device="cpu", **overrides)
@@ -82,7 +87,6 @@ def main() -> None:
         if not (root / args.categories[0] / "test").is_dir():
             make_mini_benchmark(root, seed=seed)
         val_roots.append(root)
-    plan = demo_plan(len(args.categories), "cpu")
     t0 = time.perf_counter()
     with ProcessPoolExecutor(plan.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {c: pool.submit(run_category, train_root, val_roots, c, config, args.out, plan.threads)
