@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
 import pytest
 
 from _tools import load_tool
@@ -28,3 +29,47 @@ def test_seed_zero_is_refused_before_any_work(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="seed 0's test set is the demo's own"):
         tune.main()
     assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------- tools/score_variants.py
+
+variants = load_tool("score_variants")
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0, 2.5])
+def test_blur_equals_scipy_gaussian_filter(sigma):
+    from scipy.ndimage import gaussian_filter
+
+    maps = np.random.default_rng(0).random((3, 24, 20)).astype(np.float32)
+    ours = variants.gaussian_blur(maps, sigma)
+    ref = np.stack([gaussian_filter(m.astype(np.float64), sigma, mode="mirror", truncate=4.0) for m in maps])
+    np.testing.assert_allclose(ours, ref, atol=1e-6)
+
+
+def test_blur_zero_is_identity_and_negative_is_refused():
+    maps = np.random.default_rng(1).random((2, 8, 8)).astype(np.float32)
+    assert variants.gaussian_blur(maps, 0.0) is maps
+    np.testing.assert_allclose(variants.gaussian_blur(np.full((1, 9, 9), 0.25, np.float32), 1.5), 0.25, atol=1e-7)
+    with pytest.raises(ValueError, match="sigma must be >= 0"):
+        variants.gaussian_blur(maps, -1.0)
+
+
+def test_top_k_changes_only_the_image_score():
+    rng = np.random.default_rng(2)
+    maps = rng.random((6, 16, 16)).astype(np.float32) * 0.1
+    masks = np.zeros((6, 16, 16), bool)
+    masks[3:, 4:6, 4:6] = True
+    maps[3:, 4:6, 4:6] += 0.5  # four hot pixels per defect image
+    labels = np.r_[0, 0, 0, 1, 1, 1]
+    top4 = variants.score_maps(maps, labels, masks, top_k=4)
+    whole = variants.score_maps(maps, labels, masks, top_k=256)
+    assert top4[0] == 1.0 and top4[1:] == whole[1:]
+
+
+def test_paired_gains_by_hand():
+    table = {"a": {"ref": [0.80, 0.90, 0.70], "v": [0.82, 0.90, 0.72]},
+             "b": {"ref": [0.70, 0.80, 0.60], "v": [0.70, 0.78, 0.60]}}
+    g = variants.paired_gains(table, "ref")
+    assert g["ref"] == {"gain": 0.0, "positive": 0, "rows": 2, "aupro_change": 0.0}
+    assert g["v"]["gain"] == pytest.approx((0.01 - 0.01) / 2) and g["v"]["positive"] == 1
+    assert g["v"]["aupro_change"] == pytest.approx(0.01)

@@ -1,0 +1,133 @@
+"""Re-score saved demo-search models with inference post-processing variants, paired, no training.
+
+    python tools/score_variants.py runs/tune --blur 0 0.5 1 2 4
+    python tools/score_variants.py runs/tune --top-k 10 25 50 100 200 400 4096
+
+Every row folder under ROOT that holds ``<category>/train/model.safetensors`` for the four mini
+categories (what ``tools/tune_demo.py`` leaves behind) is a row. Each model is run once on the
+*test* sets of mini seeds 1 and 2 (``ROOT/data-seed1``, ``ROOT/data-seed2``, written by
+tune_demo; never seed 0, the demo's own) at the paper's inference setting, and its maps M are then
+post-processed in every variant, so all variants see the very same maps and the training noise
+cancels out of their differences (a paired comparison):
+
+- ``--blur S...``: M blurred by a Gaussian of standard deviation S pixels at 64 px (scaled with the
+  map's side); pixel scores and the image score (top-50 mean) both come from the blurred map.
+  The released metric code does not blur; PatchCore, PaDiM and anomalib do.
+- ``--top-k K...``: the image score is the mean of the K largest values of M (the paper: 50).
+
+Prints per row the mean over the categories of image AUROC / pixel AUROC / AUPRO per variant, then
+per variant the mean gain of S = (image + pixel AUROC) / 2 over the first variant and in how many
+rows it was positive, and a JSON line. How runs/tune/RULE4.md used it is in the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from diffad_core import MINI_CATEGORIES, EvalConfig, load_model, load_tensors, open_dataset  # noqa: E402
+from diffad_core.inference import predict_split  # noqa: E402
+from diffad_core.metrics import aupro, image_auroc, pixel_auroc  # noqa: E402
+from diffad_core.model import image_scores  # noqa: E402
+
+VAL_SEEDS = (1, 2)
+
+
+def gaussian_blur(maps: np.ndarray, sigma: float) -> np.ndarray:
+    """(N, H, W) maps blurred by a normalised Gaussian of std ``sigma`` px, reflected borders.
+
+    ``sigma`` 0 returns the maps unchanged. The kernel is separable and truncated at 4 sigma.
+    """
+    if sigma < 0:
+        raise ValueError(f"sigma must be >= 0, got {sigma}")
+    if sigma == 0:
+        return maps
+    radius = max(1, int(4.0 * sigma + 0.5))
+    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = torch.from_numpy(kernel / kernel.sum()).float()
+    x = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[:, None]
+    x = torch.nn.functional.pad(x, (radius, radius, radius, radius), mode="reflect")
+    x = torch.nn.functional.conv2d(x, kernel.view(1, 1, 1, -1))
+    x = torch.nn.functional.conv2d(x, kernel.view(1, 1, -1, 1))
+    return x[:, 0].numpy()
+
+
+def score_maps(maps: np.ndarray, labels: np.ndarray, masks: np.ndarray, *, sigma: float = 0.0,
+               top_k: int = 50) -> tuple[float, float, float]:
+    """(image AUROC, pixel AUROC, AUPRO) of maps (N, H, W) after the blur and with the top-k image score."""
+    side = maps.shape[-1]
+    m = gaussian_blur(maps, sigma * side / 64.0)
+    score = image_scores(torch.from_numpy(np.ascontiguousarray(m))[:, None], top_k).numpy()
+    return float(image_auroc(score, labels)), float(pixel_auroc(m, masks)), float(aupro(m, masks))
+
+
+def paired_gains(table: dict[str, dict[str, list[float]]], reference: str) -> dict[str, dict[str, float]]:
+    """Per variant: mean over rows of S(variant) - S(reference), rows with a gain, mean AUPRO change.
+
+    ``table[row][variant]`` is (image AUROC, pixel AUROC, AUPRO) averaged over the categories.
+    """
+    out = {}
+    for variant in next(iter(table.values())):
+        gain = np.array([((v[variant][0] - v[reference][0]) + (v[variant][1] - v[reference][1])) / 2
+                         for v in table.values()])
+        pro = np.array([v[variant][2] - v[reference][2] for v in table.values()])
+        out[variant] = {"gain": float(gain.mean()), "positive": int((gain > 0).sum()), "rows": len(gain),
+                        "aupro_change": float(pro.mean())}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", type=Path, help="the folder of the tune_demo rows (e.g. runs/tune)")
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--blur", type=float, nargs="+", help="Gaussian std in px at 64 px; the first is the reference")
+    group.add_argument("--top-k", type=int, nargs="+", help="image-score k values; the first is the reference")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    variants = [("blur", s) for s in args.blur] if args.blur else [("top_k", k) for k in args.top_k]
+    names = [f"{kind}={value:g}" for kind, value in variants]
+    rows = sorted(p for p in args.root.iterdir()
+                  if all((p / c / "train" / "model.safetensors").is_file() for c in MINI_CATEGORIES))
+    if not rows:
+        raise SystemExit(f"no tune_demo rows (<row>/<category>/train/model.safetensors) under {args.root}")
+    tests = {}
+    for seed in VAL_SEEDS:
+        data = args.root / f"data-seed{seed}"
+        if not (data / MINI_CATEGORIES[0] / "test").is_dir():
+            raise SystemExit(f"{data} is missing: run tools/tune_demo.py once, which writes it")
+        for c in MINI_CATEGORIES:
+            tests[seed, c] = load_tensors(open_dataset(data, c, "test", image_size=64))
+    table: dict[str, dict[str, list[float]]] = {}
+    for row in rows:
+        per: dict[str, list[tuple[float, float, float]]] = {n: [] for n in names}
+        for c in MINI_CATEGORIES:
+            model = load_model(row / c / "train" / "model.safetensors")
+            for seed in VAL_SEEDS:
+                test = tests[seed, c] if model.image_size == 64 else load_tensors(
+                    open_dataset(args.root / f"data-seed{seed}", c, "test", image_size=model.image_size))
+                pred = predict_split(model, test, EvalConfig(num_figures=0, device="cpu"))
+                masks = pred.masks.astype(bool)
+                for name, (kind, value) in zip(names, variants):
+                    kw = {"sigma": value} if kind == "blur" else {"top_k": int(value)}
+                    per[name].append(score_maps(pred.maps.astype(np.float32), pred.labels, masks, **kw))
+        table[row.name] = {n: np.mean(v, axis=0).tolist() for n, v in per.items()}
+        print(f"{row.name:10s} " + "  ".join(f"{n}: " + "/".join(f"{100 * x:.1f}" for x in table[row.name][n])
+                                             for n in names), flush=True)
+    gains = paired_gains(table, names[0])
+    for n, g in gains.items():
+        print(f"{n:12s} mean S gain {100 * g['gain']:+.2f} (positive in {g['positive']}/{g['rows']} rows), "
+              f"AUPRO {100 * g['aupro_change']:+.2f}")
+    print(json.dumps({"rows": table, "gains": gains}))
+
+
+if __name__ == "__main__":
+    main()
