@@ -38,6 +38,7 @@ from diffad_core.metrics import aupro, image_auroc, pixel_auroc  # noqa: E402
 from diffad_core.model import image_scores  # noqa: E402
 
 VAL_SEEDS = (1, 2)
+CATEGORIES = list(MINI_CATEGORIES)
 
 
 def gaussian_blur(maps: np.ndarray, sigma: float) -> np.ndarray:
@@ -96,20 +97,20 @@ def main() -> None:
     variants = [("blur", s) for s in args.blur] if args.blur else [("top_k", k) for k in args.top_k]
     names = [f"{kind}={value:g}" for kind, value in variants]
     rows = sorted(p for p in args.root.iterdir()
-                  if all((p / c / "train" / "model.safetensors").is_file() for c in MINI_CATEGORIES))
+                  if all((p / c / "train" / "model.safetensors").is_file() for c in CATEGORIES))
     if not rows:
         raise SystemExit(f"no tune_demo rows (<row>/<category>/train/model.safetensors) under {args.root}")
     tests = {}
     for seed in VAL_SEEDS:
         data = args.root / f"data-seed{seed}"
-        if not (data / MINI_CATEGORIES[0] / "test").is_dir():
+        if not (data / CATEGORIES[0] / "test").is_dir():
             raise SystemExit(f"{data} is missing: run tools/tune_demo.py once, which writes it")
-        for c in MINI_CATEGORIES:
+        for c in CATEGORIES:
             tests[seed, c] = load_tensors(open_dataset(data, c, "test", image_size=64))
     table: dict[str, dict[str, list[float]]] = {}
     for row in rows:
         per: dict[str, list[tuple[float, float, float]]] = {n: [] for n in names}
-        for c in MINI_CATEGORIES:
+        for c in CATEGORIES:
             model = load_model(row / c / "train" / "model.safetensors")
             for seed in VAL_SEEDS:
                 test = tests[seed, c] if model.image_size == 64 else load_tensors(
