@@ -73,3 +73,14 @@ def test_paired_gains_by_hand():
     assert g["ref"] == {"gain": 0.0, "positive": 0, "rows": 2, "aupro_change": 0.0}
     assert g["v"]["gain"] == pytest.approx((0.01 - 0.01) / 2) and g["v"]["positive"] == 1
     assert g["v"]["aupro_change"] == pytest.approx(0.01)
+
+
+def test_score_variants_names_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["score_variants.py", str(tmp_path), "--blur", "0", "1"])
+    with pytest.raises(SystemExit, match="no tune_demo rows"):
+        variants.main()
+    for category in variants.CATEGORIES:  # a row whose models exist (their contents are never read here)
+        (tmp_path / "row" / category / "train").mkdir(parents=True)
+        (tmp_path / "row" / category / "train" / "model.safetensors").write_bytes(b"")
+    with pytest.raises(SystemExit, match="data-seed1 is missing: run tools/tune_demo.py once"):
+        variants.main()
