@@ -17,7 +17,7 @@ cancels out of their differences (a paired comparison):
 
 Prints per row the mean over the categories of image AUROC / pixel AUROC / AUPRO per variant, then
 per variant the mean gain of S = (image + pixel AUROC) / 2 over the first variant and in how many
-rows it was positive, and a JSON line. How runs/tune/RULE4.md used it is in the README.
+rows it was positive, and a JSON line. Round 4 of the demo search used it (docs/results.md).
 """
 
 from __future__ import annotations
