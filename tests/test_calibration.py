@@ -16,11 +16,16 @@ from diffad_core.model import DiffusionAD
 
 def test_f1_threshold_by_hand() -> None:
     # scores 0.9 (1), 0.8 (1), 0.4 (0), 0.3 (1), 0.1 (0): top two give F1 = 0.8, top four
-    # (tp 3, fp 1) give 6/7, the best; the threshold lies midway between 0.3 and 0.1
+    # (tp 3, fp 1) give 6/7, the best; every threshold in (0.1, 0.3] gives it, and the one
+    # returned sits 1 % of that gap above 0.1
     thr, f1 = f1_threshold(np.array([0.9, 0.8, 0.4, 0.3, 0.1]), np.array([1, 1, 0, 1, 0]))
-    assert f1 == pytest.approx(6 / 7) and thr == pytest.approx(0.2)
+    assert f1 == pytest.approx(6 / 7) and thr == pytest.approx(0.102)
     thr, f1 = f1_threshold(np.array([0.2, 0.2, 0.1]), np.array([1, 0, 0]))  # ties stay together
-    assert f1 == pytest.approx(2 / 3) and thr == pytest.approx(0.15)
+    assert f1 == pytest.approx(2 / 3) and thr == pytest.approx(0.101)
+    thr, f1 = f1_threshold(np.array([0.5, 0.4]), np.array([1, 0]))  # separated: just above the negative
+    assert f1 == 1.0 and thr == pytest.approx(0.401)
+    thr, f1 = f1_threshold(np.array([0.5, 0.2]), np.array([0, 1]))
+    assert f1 == pytest.approx(2 / 3) and thr == 0.2  # the best flags everything: the lowest score
     with pytest.raises(ValueError, match="both"):
         f1_threshold(np.array([0.1, 0.2]), np.array([1, 1]))
     m = at_threshold(np.array([0.9, 0.8, 0.4, 0.3]), np.array([1, 0, 0, 1]), 0.5)
@@ -96,3 +101,23 @@ def test_shipped_models_carry_their_calibration() -> None:
     for category in PRETRAINED:
         c = load_pretrained(category).calibration
         assert c is not None and 0 < c["image_threshold"] < 1 and "seed=1" in c["images"]
+
+
+def test_threshold_gap_tool_agrees_with_the_library_and_counts_decisions_by_hand():
+    from _tools import load_tool
+
+    from diffad_core.calibration import GAP_FRACTION
+
+    gap = load_tool("threshold_gap")
+    normal, synthetic = np.array([0.1, 0.3, 0.2]), np.array([0.7, 0.5, 0.9])
+    assert gap.gap_threshold(normal, synthetic, 0.5) == pytest.approx(0.4)
+    assert gap.gap_threshold(normal, synthetic, 0.0) == pytest.approx(0.3)
+    # the library's threshold on a separated set is the tool's at GAP_FRACTION
+    lib, f1 = f1_threshold(np.r_[normal, synthetic], np.r_[np.zeros(3), np.ones(3)])
+    assert f1 == 1.0 and lib == pytest.approx(gap.gap_threshold(normal, synthetic, GAP_FRACTION))
+    with pytest.raises(ValueError, match="overlap"):
+        gap.gap_threshold(np.array([0.6]), synthetic, 0.5)
+    # scores 0.9 (1), 0.6 (0), 0.5 (1), 0.2 (1), 0.1 (0) at 0.4: tp 2, fp 1 -> precision 2/3,
+    # recall 2/3, one of two normals flagged, F1 2/3
+    got = gap.decisions(np.array([0.9, 0.6, 0.5, 0.2, 0.1]), np.array([1, 0, 1, 1, 0]), 0.4)
+    assert got == pytest.approx([2 / 3, 2 / 3, 0.5, 2 / 3])
