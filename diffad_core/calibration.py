@@ -10,12 +10,12 @@ the training synthesizer with ``p_anomaly = 1`` (label 1, with their masks) - an
   such (a score at or above it means "defect"; see :func:`f1_threshold`). Held-out normals and
   synthetic anomalies usually separate completely, so every threshold between the highest normal
   score and the lowest synthetic one is optimal; real defects score lower than synthetic ones, so
-  the threshold sits just above the normals. Measured with the shipped mini models on the test
-  sets of mini seeds 1 and 2 (stop 26; recall / share of normal test images flagged / F1, against
-  the midpoint of that gap, which was the rule before): calibrated on 30 normals 74.5 / 6.7 /
+  the threshold sits just above the normals. Measured with the shipped mini models (gravel of
+  stop 25) on the test sets of mini seeds 1 and 2 (stop 26; recall / share of normal test images
+  flagged / F1, against the midpoint of that gap, the rule before): calibrated on 30 normals 74.5 / 6.7 /
   82.2 % against 59.5 / 0 / 73.1 %; on 6 of them (200 random draws; what ``fit`` holds out of 60
-  images) 83.0 / 14.7 / 85.9 % against 47.0 / 0 / 61.5 % (``tools/threshold_gap.py``). More held-out normals mean fewer false
-  alarms (``diffad calibrate`` takes any number);
+  images) 83.0 / 14.7 / 85.9 % against 47.0 / 0 / 61.5 % (``tools/threshold_gap.py``). More
+  held-out normals mean fewer false alarms (``diffad calibrate`` takes any number);
 * ``pixel_threshold``: the same rule on every pixel of those maps;
 * the F1 reached, the set's sizes, and the normal scores' mean and maximum;
 * the score normalisation :mod:`diffad_core.predict` reports: score / image_threshold.
@@ -46,7 +46,7 @@ MIN_TRAIN_FOR_VALIDATION = 20
 GAP_FRACTION = 0.01
 #: How the thresholds were chosen (stored with them).
 RULE = ("F1-optimal on held-out normal training images and synthetic anomalies made from them, "
-        "1 % of the optimal gap above its low end")
+        f"{100 * GAP_FRACTION:g} % of the optimal gap above its low end")
 
 
 def validation_split(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:

@@ -34,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from diffad_core import PRETRAINED, EvalConfig, category_kind, load_model, load_tensors, make_mini_benchmark, open_dataset  # noqa: E402
-from diffad_core.calibration import _synthetic_set  # noqa: E402
+from diffad_core.calibration import _synthetic_set, at_threshold  # noqa: E402
 from diffad_core.inference import predict_split  # noqa: E402
 from diffad_core.pretrained import WEIGHTS_DIR  # noqa: E402
 
@@ -54,12 +54,13 @@ def gap_threshold(normal: np.ndarray, synthetic: np.ndarray, fraction: float) ->
 
 
 def decisions(scores: np.ndarray, labels: np.ndarray, threshold: float) -> np.ndarray:
-    """(precision, recall, share of normals flagged, F1) of "score >= threshold means defect"."""
-    y = np.asarray(labels) > 0
-    pred = np.asarray(scores) >= threshold
-    tp = float(np.sum(pred & y))
-    precision = tp / pred.sum() if pred.sum() else 0.0
-    return np.array([precision, tp / y.sum(), np.sum(pred & ~y) / np.sum(~y), 2 * tp / (pred.sum() + y.sum())])
+    """(precision, recall, share of normals flagged, F1) of "score >= threshold means defect".
+
+    Precision is 0 when nothing is flagged (so that means over draws stay defined).
+    """
+    m = at_threshold(scores, labels, threshold)
+    flagged = at_threshold(scores, np.asarray(labels) == 0, threshold)["recall"]
+    return np.nan_to_num(np.array([m["precision"], m["recall"], flagged, m["f1"]]))
 
 
 def main() -> None:
