@@ -203,6 +203,8 @@ class DemoResult:
     shipped: list[EvalResult] = field(default_factory=list)
     shipped_table: Optional[str] = None
     report: Optional[Path] = None
+    steps: dict[str, int] = field(default_factory=dict)
+    train_seconds: dict[str, float] = field(default_factory=dict)
 
 
 class DemoPlan(NamedTuple):
@@ -245,12 +247,14 @@ def demo_plan(n_categories: int, device: str = "auto", threads: Optional[int] = 
 
 
 def _demo_category(data: Path, category: str, config: TrainConfig, run: Path, eval_config: EvalConfig,
-                   threads: Optional[int], progress: bool, log: Log) -> EvalResult:
-    """Train and evaluate one demo category (run in a worker process when categories train at once)."""
+                   threads: Optional[int], progress: bool, log: Log) -> tuple[EvalResult, int, float]:
+    """Train and evaluate one demo category (run in a worker process when categories train at once);
+    returns the evaluation, the training steps and the training seconds."""
     if run.exists():
         shutil.rmtree(run)
-    weights = train_category(data, category, config, run / "train", progress=progress, threads=threads, log=log).weights
-    return evaluate_category(weights, data, category, run / "eval", eval_config, threads=threads)
+    fitted = train_category(data, category, config, run / "train", progress=progress, threads=threads, log=log)
+    evaluated = evaluate_category(fitted.weights, data, category, run / "eval", eval_config, threads=threads)
+    return evaluated, fitted.steps, fitted.seconds
 
 
 def demo(
@@ -305,7 +309,7 @@ def demo(
     eval_config = EvalConfig(device=device)
     jobs = [(data, c, config, out / "runs" / c, eval_config, n_threads) for c in chosen]
     if n_workers == 1:
-        results = [_demo_category(*job, progress=progress, log=log) for job in jobs]
+        trained = [_demo_category(*job, progress=progress, log=log) for job in jobs]
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -317,14 +321,19 @@ def demo(
             futures = {pool.submit(_demo_category, *job, progress=False, log=worker_log): job[1] for job in jobs}
             done = {}
             for future in as_completed(futures):
-                done[futures[future]] = r = future.result()
-                _say(log, f"{r.category} done: image AUROC {100 * r.metrics['image_auroc']:.1f}, "
+                done[futures[future]] = (r, steps, _) = future.result()
+                _say(log, f"{r.category} done after {steps} steps: image AUROC {100 * r.metrics['image_auroc']:.1f}, "
                           f"pixel AUROC {100 * r.metrics['pixel_auroc']:.1f}, AUPRO {100 * r.metrics['aupro']:.1f}")
-        results = [done[c] for c in chosen]
+        trained = [done[c] for c in chosen]
+    results = [r for r, _, _ in trained]
     table = summarize(results, None)
     report = write_summary(out, results, table, name="demo")
     _say(log, table)
-    result = DemoResult(results, table, report=report)
+    result = DemoResult(results, table, report=report, steps={c: n for c, (_, n, _) in zip(chosen, trained)},
+                        train_seconds={c: sec for c, (_, _, sec) in zip(chosen, trained)})
+    # the step count is what a wall-clock budget buys on this machine: it explains most of the run-to-run swing
+    _say(log, "training steps: " + ", ".join(
+        f"{c} {result.steps[c]} ({result.train_seconds[c] / max(result.steps[c], 1):.2f} s/step)" for c in chosen))
     shipped = [c for c in chosen if c in PRETRAINED and pretrained_path(c).is_file()]
     if shipped:  # the same test sets through the fully trained models that ship with the package
         result.shipped = [evaluate_category(pretrained_path(c), data, c, out / "runs" / c / "eval-shipped", eval_config)

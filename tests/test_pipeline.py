@@ -133,7 +133,10 @@ def test_demo_trains_two_categories_at_once(tmp_path: Path) -> None:
                   progress=False, log=lines.append)
     assert [r.category for r in result.results] == ["pill", "brick"]  # the order asked for, not of finishing
     assert any("2 processes x 1 thread(s), 0.04 min each" in line for line in lines)
-    assert sum(line.endswith(tuple("0123456789")) and " done: image AUROC " in line for line in lines) == 2
+    assert sum(line.endswith(tuple("0123456789")) and " steps: image AUROC " in line for line in lines) == 2
+    assert set(result.steps) == {"pill", "brick"} and all(n >= 1 for n in result.steps.values())
+    assert any(line.startswith(f"training steps: pill {result.steps['pill']} (")
+               and f", brick {result.steps['brick']} (" in line and line.endswith(" s/step)") for line in lines)
     saved = json.loads((tmp_path / "runs" / "brick" / "train" / "train_config.json").read_text())
     assert saved["amp"] == ("bf16" if cpu_has_native_bf16() else "auto") and saved["init"] == "pretrained"
     assert [r.category for r in result.shipped] == ["pill", "brick"]
