@@ -331,7 +331,7 @@ def demo(
     _say(log, table)
     result = DemoResult(results, table, report=report, steps={c: n for c, (_, n, _) in zip(chosen, trained)},
                         train_seconds={c: sec for c, (_, _, sec) in zip(chosen, trained)})
-    # what the wall-clock budget bought on this machine (stop 24 and stop 27 got 1.1 and 1.7 s/step)
+    # the steps a wall-clock budget buys vary between machines and runs (1.1 to 1.7 s/step seen on 2 cores)
     _say(log, "training steps: " + ", ".join(
         f"{c} {result.steps[c]} ({result.train_seconds[c] / max(result.steps[c], 1):.2f} s/step)" for c in chosen))
     shipped = [c for c in chosen if c in PRETRAINED and pretrained_path(c).is_file()]
