@@ -95,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("mini", help="write the embedded mini benchmark (MVTec layout)")
     p.add_argument("--out", required=True, type=Path, help="folder to create")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--categories", nargs="+", default=None, help="subset of brick gravel nut pill (default: all)")
+    p.add_argument("--image-size", type=int, default=128, help="pixels per side (default: 128)")
+    p.add_argument("--num-train", type=int, default=60, help="normal training images per category (default: 60)")
+    p.add_argument("--num-test-good", type=int, default=15, help="normal test images per category (default: 15)")
+    p.add_argument("--num-per-defect", type=int, default=5,
+                   help="test images per defect type (default: 5); raise both test counts for a validation set "
+                        "large enough to rank close models")
 
     def data_args(p: argparse.ArgumentParser, category_required: bool = True) -> None:
         p.add_argument("--data", required=True, type=Path, help="dataset root")
@@ -222,7 +229,9 @@ def _cmd_mini(args: argparse.Namespace) -> int:
     if args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out} is a file; pass a folder to write the mini benchmark into")
     t0 = time.perf_counter()
-    root = make_mini_benchmark(args.out, seed=args.seed)
+    root = make_mini_benchmark(args.out, seed=args.seed, categories=args.categories, image_size=args.image_size,
+                               num_train=args.num_train, num_test_good=args.num_test_good,
+                               num_per_defect=args.num_per_defect)
     print(f"mini benchmark written to {root} in {time.perf_counter() - t0:.1f} s")
     return 0
 

@@ -124,3 +124,19 @@ def test_other_image_size(tmp_path: Path) -> None:
     image = Image.open(root / "pill" / "test" / "missing" / "000.png")
     assert image.size == (64, 64)
     assert torch.tensor(np.array(Image.open(root / "pill/ground_truth/missing/000_mask.png"))).any()
+
+
+def test_cli_writes_the_same_files_as_the_function(mini_root: Path, tmp_path: Path, capsys) -> None:
+    from diffad_core.cli import main
+
+    out = tmp_path / "cli"
+    argv = ["mini", "--out", str(out), "--seed", "0", "--categories", "nut",
+            "--num-train", "3", "--num-test-good", "2", "--num-per-defect", "1"]
+    assert main(argv) == 0
+    nut = {k: v for k, v in _files(mini_root).items() if k.startswith("nut/")}
+    assert nut == {k: v for k, v in _files(out).items() if k.startswith("nut/")}
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["nut"]
+    capsys.readouterr()
+    assert main(["mini", "--out", str(tmp_path / "bad"), "--num-per-defect", "0"]) == 2
+    assert "num_per_defect=0" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -225,7 +225,7 @@ def make_mini_benchmark(
         categories: subset of :data:`MINI_CATEGORIES` (default: all, in that order).
         image_size: side of the square images.
         num_train, num_test_good, num_per_defect: image counts per category (lower them for
-            quick tests).
+            quick tests; raise the test counts for a validation set that can rank close models).
 
     Returns:
         ``Path(root)``, ready for ``MVTecDataset(root, category, split)``.
@@ -235,7 +235,10 @@ def make_mini_benchmark(
     if unknown:
         raise ValueError(f"Unknown mini categories {unknown}; valid: {', '.join(MINI_CATEGORIES)}.")
     if min(num_train, num_test_good, num_per_defect) < 1 or image_size < 32:
-        raise ValueError("make_mini_benchmark needs counts >= 1 and image_size >= 32.")
+        raise ValueError(
+            f"make_mini_benchmark needs image counts >= 1 and image_size >= 32; got num_train={num_train}, "
+            f"num_test_good={num_test_good}, num_per_defect={num_per_defect}, image_size={image_size}."
+        )
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     for category in names:
