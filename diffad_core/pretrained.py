@@ -14,9 +14,10 @@ copies them into float32 parameters; each file carries its own model config):
       out = model.predict(images)               # images (B, 3, 64, 64) in [0, 1]
 
 How each was trained (steps, device, minutes) is in the file's metadata and in the README ("Trained
-models"): the starts and the mini models were continued or trained on one GPU
-(``tools/gpu_train.py``). They are small models (tiny preset; brick and pill at 64 px, gravel and
-nut at 128 px): far from the paper's figures, and they say nothing about real datasets.
+models"): the first versions were trained on one GPU (``tools/gpu_train.py``); the 64 px start
+and the gravel, nut and pill models were then continued on a 2-core CPU. They are small models
+(tiny preset; brick and pill at 64 px, gravel and nut at 128 px): far from the paper's figures,
+and they say nothing about real datasets.
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ def mini_examples(
     Args:
         category: a key of :data:`diffad_core.MINI_CATEGORIES`.
         defects: "good" and / or defect names of that category (default: every defect kind).
-        image_size: side of the square images (64 matches the shipped models).
+        image_size: side of the square images (64 matches the shipped brick and pill, 128 gravel and nut).
         seed: the same seed gives the same images.
 
     Returns:
