@@ -75,6 +75,10 @@ class TrainConfig:
     focal_gamma: float = 4.0
     p_anomaly: float = 0.5
     anomaly_source: Optional[str] = None
+    # exposure: before synthesis, each training image is multiplied by a gain drawn log-uniformly
+    # from [1 / (1 + j), 1 + j] and clipped to [0, 1] (0 = off, as released). For data whose
+    # exposure drifts between acquisition sessions (tools/acquisition_groups.py shows it).
+    exposure_jitter: float = 0.0
     # weight averaging: the model a run returns and saves is the bias-corrected exponential moving
     # average of the weights after every step with this decay (0 = off: the last step's weights).
     # A run's last step alone is a noisy pick (one step can move pixel AUROC by points).
@@ -106,6 +110,7 @@ class TrainConfig:
             "lr_seg": self.lr_seg > 0,
             "t_s_max": 0 < self.t_s_max < self.num_train_timesteps,
             "p_anomaly": 0.0 <= self.p_anomaly <= 1.0,
+            "exposure_jitter": 0.0 <= self.exposure_jitter <= 3.0,
             "ema_decay": 0.0 <= self.ema_decay < 1.0,
             "val_fraction": 0.0 <= self.val_fraction < 0.5,
             "checkpoint_every": self.checkpoint_every > 0,
@@ -255,6 +260,7 @@ TRAIN_HELP: dict[str, str] = {
     "focal_gamma": "focal loss gamma",
     "p_anomaly": "share of training samples turned into synthetic anomalies",
     "anomaly_source": "folder of texture images (e.g. DTD) for synthetic anomalies; default: built-in textures",
+    "exposure_jitter": "j in 0..3: each training image times a gain from [1/(1+j), 1+j] (0: off, as released)",
     "ema_decay": "decay of the moving average of the weights that is saved as the model (0: the last step's weights)",
     "val_fraction": "share of the normal training images held out to calibrate the decision thresholds",
     "steps": "training budget in optimizer steps (first of steps / epochs / minutes wins; none: 3000 epochs)",

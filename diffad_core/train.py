@@ -3,7 +3,8 @@
 One training step:
 
 1. take the next ``batch_size`` images of the epoch's permutation (an "epoch" = as many samples as
-   there are training images);
+   there are training images); with ``exposure_jitter`` > 0, scale each by a random gain
+   (:func:`jitter_exposure`, not in the release);
 2. make each one a synthetic anomaly with probability ``p_anomaly`` (:class:`AnomalySynthesizer`);
 3. compute :func:`diffad_core.losses.diffusionad_loss` (noise loss on normal samples, focal x 5 +
    smooth L1 on the anomaly map, gradients through x0_g into the UNet);
@@ -304,6 +305,16 @@ def _setup(config: TrainConfig, train: Any, kind: Optional[str], out_dir: Any, r
     return run
 
 
+def jitter_exposure(images: Tensor, jitter: float, generator: torch.Generator) -> Tensor:
+    """Multiply each image in [0, 1] by a gain drawn log-uniformly from [1 / (1 + jitter), 1 + jitter].
+
+    The gains come from ``generator`` (a CPU generator), one per image; the result is clipped to [0, 1].
+    """
+    u = torch.rand(images.shape[0], generator=generator)
+    gain = torch.exp((2.0 * u - 1.0) * math.log1p(jitter)).to(images.device, images.dtype)
+    return (images * gain.view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
+
+
 def _train_step(run: _Run, step: int) -> LossOutput:
     """Step ``step`` (0-based): batch, synthetic anomalies, joint loss, one Adam step per network.
 
@@ -314,6 +325,8 @@ def _train_step(run: _Run, step: int) -> LossOutput:
     idx = run.sampler.indices(step * cfg.batch_size + run.rank * local_batch, local_batch)
     gen = torch.Generator(device="cpu").manual_seed(_seed(cfg.seed, step, run.rank))
     batch = run.images[idx].to(device, non_blocking=True).float().div_(255.0)
+    if cfg.exposure_jitter > 0:
+        batch = jitter_exposure(batch, cfg.exposure_jitter, gen)
     fg = run.foreground[idx].to(device, non_blocking=True).float() if run.foreground is not None else None
     syn = run.synth(batch, fg, generator=gen)
     x_aug = syn.image.contiguous(memory_format=run.fmt)

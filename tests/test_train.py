@@ -120,6 +120,33 @@ def test_seeds_make_training_deterministic():
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
 
 
+def test_exposure_jitter_scales_each_image_by_one_gain_within_its_range():
+    from diffad_core.train import jitter_exposure
+
+    images = torch.full((400, 3, 4, 4), 0.25)
+    images[:, :, 0, 0] = 0.9  # clipped when the gain exceeds 1 / 0.9
+    out = jitter_exposure(images, 1.0, torch.Generator().manual_seed(0))
+    gain = out[:, :, 1:, 1:].flatten(1) / 0.25
+    assert torch.allclose(gain, gain[:, :1].expand_as(gain))  # one gain per image
+    g = gain[:, 0]
+    assert g.min() >= 0.5 - 1e-6 and g.max() <= 2.0 + 1e-6
+    assert (g < 0.6).any() and (g > 1.7).any()  # the whole range is used
+    assert abs(g.log().mean().item()) < 0.1  # log-uniform: as many darker as brighter images
+    assert out.max() <= 1.0 and torch.equal(out[g > 1 / 0.9][:, :, 0, 0], torch.ones_like(out[g > 1 / 0.9][:, :, 0, 0]))
+    again = jitter_exposure(images, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+
+
+def test_exposure_jitter_changes_training_and_off_keeps_the_released_draws():
+    plain = _state(fit(_config(steps=2), _images(), progress=False).model)
+    off = _state(fit(_config(steps=2, exposure_jitter=0.0), _images(), progress=False).model)
+    on = _state(fit(_config(steps=2, exposure_jitter=0.5), _images(), progress=False).model)
+    assert all(torch.equal(plain[k], off[k]) for k in plain)
+    assert not all(torch.equal(plain[k], on[k]) for k in plain)
+    with pytest.raises(ValueError, match="exposure_jitter"):
+        TrainConfig(exposure_jitter=-0.1)
+
+
 def test_nan_loss_is_reported_with_step_and_keeps_checkpoint(tmp_path, monkeypatch):
     import diffad_core.train as train_module
 
