@@ -30,8 +30,7 @@ import numpy as np
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
-
+from diffad_core.data.imageio import list_images
 
 def _group_of(name: str, pattern: re.Pattern[str]) -> str:
     match = pattern.search(name)
@@ -41,12 +40,6 @@ def _group_of(name: str, pattern: re.Pattern[str]) -> str:
 def _grey_mean(path: Path) -> float:
     with Image.open(path) as image:
         return float(np.asarray(image.convert("L"), dtype=np.float64).mean())
-
-
-def _images(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
 
-    parts = {"train normal": _images(cat_dir / "train" / "good"), "test normal": _images(cat_dir / "test" / "good")}
-    parts["test defect"] = [p for p in _images(cat_dir / "test") if p.parent.name != "good"]
+    parts = {"train normal": list_images(cat_dir / "train" / "good"),
+             "test normal": list_images(cat_dir / "test" / "good")}
+    defect_dirs = sorted(d for d in (cat_dir / "test").glob("*") if d.is_dir() and d.name != "good")
+    parts["test defect"] = [p for d in defect_dirs for p in list_images(d)]
     grey: dict[tuple[str, str], list[float]] = defaultdict(list)
     for part, paths in parts.items():
         for path in paths:
