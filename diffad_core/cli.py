@@ -65,7 +65,7 @@ def _add_dataclass_options(
             continue
         default = f.default if f.default is not dataclasses.MISSING else None
         by_preset = {name: values[f.name] for name, values in (presets or {}).items() if f.name in values}
-        what = (helps or {}).get(f.name, "")
+        what = (helps or {}).get(f.name, "").replace("%", "%%")  # argparse %-formats help strings
         if by_preset:
             others = ", ".join(f"{name} {value}" for name, value in by_preset.items())
             kw["help"] = f"{what} (preset value: {others}; otherwise {default})".strip()

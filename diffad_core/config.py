@@ -106,7 +106,7 @@ class TrainConfig:
         checks = {
             "image_size": self.image_size > 0,
             "batch_size": self.batch_size > 0,
-            "lr_unet": self.lr_unet > 0,
+            "lr_unet": self.lr_unet >= 0,
             "lr_seg": self.lr_seg > 0,
             "t_s_max": 0 < self.t_s_max < self.num_train_timesteps,
             "p_anomaly": 0.0 <= self.p_anomaly <= 1.0,
@@ -250,7 +250,7 @@ TRAIN_HELP: dict[str, str] = {
     "pixel_range": "unit feeds [0, 1] images as released; symmetric maps them to [-1, 1]",
     "init": "where the weights start: scratch, pretrained (the shipped start) or a model file",
     "batch_size": "images per training step",
-    "lr_unet": "Adam learning rate of the reconstruction UNet",
+    "lr_unet": "Adam learning rate of the reconstruction UNet (0 freezes it: no gradient flows into it, a step then costs about 0.4x)",
     "lr_seg": "Adam learning rate of the segmentation net",
     "seg_lr_schedule": "SegNet rate: constant, or the released cosine schedule stepped every iteration",
     "t_s_max": "training draws t_s from [0, t_s_max) and t_b from [t_s_max, T)",

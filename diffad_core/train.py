@@ -255,6 +255,8 @@ def _setup(config: TrainConfig, train: Any, kind: Optional[str], out_dir: Any, r
         model.load_state_dict(state["model"])
     model.calibration = state["extra"].get("calibration") if state is not None else None  # none of the start's
     model = model.to(device).train()
+    # lr_unet 0 freezes the reconstruction UNet: without gradients the backward pass skips it
+    model.unet.requires_grad_(config.lr_unet > 0)
     fmt = memory_format(config.channels_last)
     if config.channels_last:
         model = model.to(memory_format=fmt)

@@ -147,6 +147,18 @@ def test_exposure_jitter_changes_training_and_off_keeps_the_released_draws():
         TrainConfig(exposure_jitter=-0.1)
 
 
+def test_zero_unet_rate_freezes_the_reconstruction_unet_and_still_trains_the_segnet():
+    start = fit(_config(steps=0), _images(), progress=False).model
+    frozen = fit(_config(steps=2, lr_unet=0.0), _images(), progress=False).model
+    joint = fit(_config(steps=2), _images(), progress=False).model
+    for name, value in start.unet.state_dict().items():
+        assert torch.equal(value, frozen.unet.state_dict()[name]), name
+    assert not all(torch.equal(v, joint.unet.state_dict()[k]) for k, v in start.unet.state_dict().items())
+    assert not all(torch.equal(v, frozen.segnet.state_dict()[k]) for k, v in start.segnet.state_dict().items())
+    with pytest.raises(ValueError, match="lr_unet"):
+        TrainConfig(lr_unet=-1e-4)
+
+
 def test_nan_loss_is_reported_with_step_and_keeps_checkpoint(tmp_path, monkeypatch):
     import diffad_core.train as train_module
 
