@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", default=None, help="scratch | pretrained | PATH (default: the preset's, tiny: pretrained)")
     p.add_argument("--amp", default=None, choices=AMP_MODES,
                    help="training autocast (default: bf16 on a CPU with native bf16 instructions, else the preset's)")
+    p.add_argument("--lr-unet", type=float, default=None, metavar="X",
+                   help="rate of the reconstruction UNet (default: 0 = frozen on a CPU when starting from trained "
+                        "weights, the preset's otherwise)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="categories trained at once, one process each (default: one per CPU core; 1 on a GPU)")
     p.add_argument("--quiet", action="store_true")
@@ -344,7 +347,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .pipeline import demo
 
     demo(args.out, minutes=args.minutes, preset=args.preset, categories=args.categories, device=args.device,
-         init=args.init, amp=args.amp, threads=args.threads, workers=args.workers, progress=not args.quiet)
+         init=args.init, amp=args.amp, lr_unet=args.lr_unet, threads=args.threads, workers=args.workers, progress=not args.quiet)
     return 0
 
 

@@ -124,6 +124,17 @@ def test_demo_plan_shares_the_cores_out(monkeypatch) -> None:
         demo_plan(4, "cpu", workers=0)
 
 
+def test_demo_settings_freeze_the_pretrained_unet_on_a_cpu_only_when_it_is_trained() -> None:
+    from diffad_core.pipeline import demo_settings
+    from diffad_core.runtime import cpu_has_native_bf16
+
+    bf16 = {"amp": "bf16"} if cpu_has_native_bf16() else {}
+    assert demo_settings("cpu") == {**bf16, "lr_unet": 0.0}  # tiny starts from the pretrained weights
+    assert demo_settings("cpu", "tiny", "scratch") == bf16  # a random UNet is never frozen
+    assert demo_settings("cpu", "paper") == bf16  # paper starts from scratch
+    assert demo_settings("cpu", "paper", "some/model.safetensors") == {**bf16, "lr_unet": 0.0}
+
+
 def test_demo_trains_two_categories_at_once(tmp_path: Path) -> None:
     from diffad_core.pipeline import demo
     from diffad_core.runtime import cpu_has_native_bf16
@@ -139,5 +150,6 @@ def test_demo_trains_two_categories_at_once(tmp_path: Path) -> None:
                and f", brick {result.steps['brick']} (" in line and line.endswith(" s/step)") for line in lines)
     saved = json.loads((tmp_path / "runs" / "brick" / "train" / "train_config.json").read_text())
     assert saved["amp"] == ("bf16" if cpu_has_native_bf16() else "auto") and saved["init"] == "pretrained"
+    assert saved["lr_unet"] == 0.0 and any("reconstruction UNet frozen" in line for line in lines)
     assert [r.category for r in result.shipped] == ["pill", "brick"]
     assert (tmp_path / "demo.md").is_file() and (tmp_path / "demo_shipped.md").is_file()

@@ -5,7 +5,8 @@
 
 Trains every mini category the way ``diffad demo`` does (the ``tiny`` preset from the pretrained
 start, on the seed-0 mini benchmark's ``train/good`` images, :func:`diffad_core.pipeline.demo_plan`'s
-processes and threads, bf16 on CPUs with native bf16, ``--minutes`` of wall clock per category)
+processes and threads, :func:`diffad_core.pipeline.demo_settings` (bf16 on CPUs with native bf16,
+a frozen reconstruction UNet), ``--minutes`` of wall clock per category)
 with the ``--set`` overrides of :class:`~diffad_core.TrainConfig`, and evaluates each model on the
 *test* sets of other mini seeds (``--val-seeds``, default 1 and 2): the same generator, other
 images and defects, none of them seen by the demo, the pretraining corpus (seed-0 training images)
@@ -32,8 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from diffad_core import MINI_CATEGORIES, EvalConfig, TrainConfig, make_mini_benchmark  # noqa: E402
 from diffad_core.config import DEMO_MINUTES  # noqa: E402
-from diffad_core.pipeline import demo_plan, evaluate_category, train_category  # noqa: E402
-from diffad_core.runtime import cpu_has_native_bf16  # noqa: E402
+from diffad_core.pipeline import demo_plan, demo_settings, evaluate_category, train_category  # noqa: E402
 
 KEYS = ("image_auroc", "pixel_auroc", "aupro")
 
@@ -74,8 +74,8 @@ def main() -> None:
     plan = demo_plan(len(args.categories), "cpu")
     if args.minutes is None:
         args.minutes = plan.minutes_each(DEMO_MINUTES, len(args.categories))
-    overrides = dict(args.settings)
-    overrides.setdefault("amp", "bf16" if cpu_has_native_bf16() else "off")
+    settings = dict(args.settings)
+    overrides = {**demo_settings("cpu", "tiny", settings.get("init")), **settings}  # the demo's unless --set says otherwise
     config = TrainConfig.from_preset("tiny", minutes=args.minutes, device="cpu", **overrides)
     args.out.mkdir(parents=True, exist_ok=True)
     train_root = args.out.parent / "data-seed0"
