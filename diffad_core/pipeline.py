@@ -75,7 +75,8 @@ def train_category(
     n_val = len(validation_split(len(train), config.val_fraction, config.seed)[1])
     held = f", {n_val} held out for the thresholds" if n_val else ""
     _say(log, f"training {category} ({train.kind}, {len(train)} images{held}, preset {config.preset}, {config.image_size} px, "
-              f"init: {describe_init(config)}, {n_threads} CPU thread(s)) -> {out}")
+              f"init: {describe_init(config)}{', reconstruction UNet frozen' if config.lr_unet == 0 else ''}, "
+              f"{n_threads} CPU thread(s)) -> {out}")
     callback = None
     if config.steps is None and config.minutes is None and config.epochs in (None, 3000):
         n_train = len(train) - n_val

@@ -57,8 +57,9 @@ def test_train_init_and_threads_flags(tiny_mvtec, tmp_path, capsys):
     assert "init: scratch, 1 CPU thread(s)" in capsys.readouterr().out
     code = main(["train", "--data", str(tiny_mvtec), "--category", "widget", "--preset", "tiny", "--image-size", "32",
                  "--steps", "1", "--batch-size", "2", "--device", "cpu", "--out", str(tmp_path / "b"), "--quiet",
-                 "--init", str(tmp_path / "a" / "model.safetensors")])
-    assert code == 0 and "init: weights of" in capsys.readouterr().out
+                 "--init", str(tmp_path / "a" / "model.safetensors"), "--lr-unet", "0"])
+    out = capsys.readouterr().out
+    assert code == 0 and "init: weights of" in out and "reconstruction UNet frozen" in out
 
 
 def test_pretrain_command_writes_a_run(tmp_path, capsys):
