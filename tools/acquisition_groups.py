@@ -32,6 +32,7 @@ from sklearn.metrics import roc_auc_score
 
 from diffad_core.data.imageio import list_images
 
+
 def _group_of(name: str, pattern: re.Pattern[str]) -> str:
     match = pattern.search(name)
     return match.group(1) if match else "(no match)"
