@@ -74,6 +74,10 @@ class TrainConfig:
     focal_alpha: float = 0.5
     focal_gamma: float = 4.0
     p_anomaly: float = 0.5
+    # SegNet updates per batch: the first is the joint step; each further one reuses the batch's
+    # input, guided reconstruction (no gradient) and mask, flipped at random, so the UNet's two
+    # forward passes (most of a step's time when the UNet is frozen) are paid once (1 = as released)
+    seg_repeats: int = 1
     anomaly_source: Optional[str] = None
     # exposure: before synthesis, each training image is multiplied by a gain drawn log-uniformly
     # from [1 / (1 + j), 1 + j] and clipped to [0, 1] (0 = off, as released). For data whose
@@ -110,6 +114,7 @@ class TrainConfig:
             "lr_seg": self.lr_seg > 0,
             "t_s_max": 0 < self.t_s_max < self.num_train_timesteps,
             "p_anomaly": 0.0 <= self.p_anomaly <= 1.0,
+            "seg_repeats": isinstance(self.seg_repeats, int) and 1 <= self.seg_repeats <= 64,
             "exposure_jitter": 0.0 <= self.exposure_jitter <= 3.0,
             "ema_decay": 0.0 <= self.ema_decay < 1.0,
             "val_fraction": 0.0 <= self.val_fraction < 0.5,
@@ -259,6 +264,7 @@ TRAIN_HELP: dict[str, str] = {
     "focal_alpha": "focal loss alpha",
     "focal_gamma": "focal loss gamma",
     "p_anomaly": "share of training samples turned into synthetic anomalies",
+    "seg_repeats": "SegNet updates per batch; the extra ones reuse its reconstruction, flipped (1: as released)",
     "anomaly_source": "folder of texture images (e.g. DTD) for synthetic anomalies; default: built-in textures",
     "exposure_jitter": "j in 0..3: each training image times a gain from [1/(1+j), 1+j] (0: off, as released)",
     "ema_decay": "decay of the moving average of the weights that is saved as the model (0: the last step's weights)",

@@ -22,7 +22,7 @@ from torch import Tensor
 from .reconstruction import EpsModel, NormGuidedPass, norm_guided_forward
 from .schedule import NoiseSchedule
 
-__all__ = ["LossOutput", "focal_loss", "diffusionad_loss", "sample_timesteps"]
+__all__ = ["LossOutput", "focal_loss", "diffusionad_loss", "segmentation_loss", "sample_timesteps"]
 
 
 class LossOutput(NamedTuple):
@@ -151,10 +151,29 @@ def diffusionad_loss(
     n_normal = normal.sum()
     noise_loss = (per_sample * normal).sum() / n_normal.clamp(min=1.0)
 
-    seg_input = torch.cat([x_aug, guided.x0_guided.to(x_aug.dtype)], dim=1)
+    anomaly_map, focal, smooth = segmentation_loss(segnet, x_aug, guided.x0_guided, mask,
+                                                   focal_alpha=focal_alpha, focal_gamma=focal_gamma)
+    total = noise_loss + focal_weight * focal + smooth
+    return LossOutput(total, noise_loss, focal, smooth, anomaly_map, guided)
+
+
+def segmentation_loss(
+    segnet: Callable[[Tensor], Tensor],
+    x: Tensor,
+    x0_guided: Tensor,
+    mask: Tensor,
+    *,
+    focal_alpha: float = 0.5,
+    focal_gamma: float = 4.0,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The SegNet's part of the loss: its map of (input, guided reconstruction) against the mask.
+
+    ``x`` and ``x0_guided`` are in the model's pixel range, (B, C, H, W); ``mask`` is (B, 1, H, W).
+    Returns the anomaly map, the focal loss and the smooth-L1 loss (unweighted).
+    """
+    seg_input = torch.cat([x, x0_guided.to(x.dtype)], dim=1)
     anomaly_map, logits = _segment(segnet, seg_input)
     target = mask.to(torch.float32)
     focal = focal_loss(anomaly_map, target, alpha=focal_alpha, gamma=focal_gamma, logits=logits)
     smooth = F.smooth_l1_loss(anomaly_map.float(), target)
-    total = noise_loss + focal_weight * focal + smooth
-    return LossOutput(total, noise_loss, focal, smooth, anomaly_map, guided)
+    return anomaly_map, focal, smooth

@@ -23,6 +23,7 @@ code selected the "best" epoch by scoring the test set, which leaks the answer).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -41,7 +42,7 @@ from .calibration import validation_split
 from .config import TRAIN_PRESETS, TrainConfig
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, save_weights
 from .files import atomic_path, remove_stale_temporaries, trim_jsonl
-from .losses import LossOutput, diffusionad_loss, sample_timesteps
+from .losses import LossOutput, diffusionad_loss, sample_timesteps, segmentation_loss
 from .model import DiffusionAD
 from .runtime import (Networks, autocast, compile_networks, distributed, memory_format, randn,
                       resolve_device, rng_state, set_rng_state, use_bf16)
@@ -346,9 +347,43 @@ def _train_step(run: _Run, step: int) -> LossOutput:
     parts.total.backward()
     run.opt_unet.step()
     run.opt_seg.step()
+    if cfg.seg_repeats > 1:
+        x_model = run.model.to_model_space(x_aug)
+        _reuse_reconstruction(run, x_model, parts.guided.x0_guided.detach(), syn.mask.to(device), gen)
     for sch in run.schedulers.values():
         sch.step()
     return parts
+
+
+def _flip(images: Tensor, flips: Tensor) -> Tensor:
+    """Flip each image left-right where ``flips[:, 0]`` and upside down where ``flips[:, 1]``."""
+    lr, ud = (flips[:, i].to(images.device).view(-1, 1, 1, 1) for i in (0, 1))
+    images = torch.where(lr, images.flip(-1), images)
+    return torch.where(ud, images.flip(-2), images)
+
+
+def _reuse_reconstruction(run: _Run, x: Tensor, x0_guided: Tensor, mask: Tensor, gen: torch.Generator) -> None:
+    """``seg_repeats - 1`` more SegNet updates on one batch's input, guided reconstruction and mask.
+
+    Each update flips every sample's triple at random (the same flip for all three) and trains
+    only the SegNet, so it costs one SegNet forward and backward, not the UNet's two passes.
+    """
+    cfg, segnet = run.config, run.model.segnet
+    for _ in range(cfg.seg_repeats - 1):
+        flips = torch.rand(x.shape[0], 2, generator=gen) < 0.5
+        with autocast(run.use_amp, run.device):
+            _, focal, smooth = segmentation_loss(segnet, _flip(x, flips), _flip(x0_guided, flips), _flip(mask, flips),
+                                                 focal_alpha=cfg.focal_alpha, focal_gamma=cfg.focal_gamma)
+        run.opt_seg.zero_grad(set_to_none=True)
+        # outside DistributedDataParallel's forward: its hooks stay off and the ranks average by hand
+        with run.joint.no_sync() if run.world > 1 else contextlib.nullcontext():
+            (cfg.focal_weight * focal + smooth).backward()
+        if run.world > 1:
+            for p in segnet.parameters():
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+                    p.grad.div_(run.world)
+        run.opt_seg.step()
 
 
 def _save(run: _Run, step_done: int, seconds: float) -> Optional[Path]:

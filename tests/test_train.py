@@ -159,6 +159,39 @@ def test_zero_unet_rate_freezes_the_reconstruction_unet_and_still_trains_the_seg
         TrainConfig(lr_unet=-1e-4)
 
 
+def test_flip_turns_each_sample_as_drawn():
+    from diffad_core.train import _flip
+
+    images = torch.arange(2 * 1 * 2 * 3, dtype=torch.float32).view(2, 1, 2, 3)
+    flips = torch.tensor([[True, False], [True, True]])
+    out = _flip(images, flips)
+    assert torch.equal(out[0], images[0].flip(-1))
+    assert torch.equal(out[1], images[1].flip(-1).flip(-2))
+    assert torch.equal(_flip(images, torch.zeros(2, 2, dtype=torch.bool)), images)
+
+
+def test_seg_repeats_add_segnet_updates_on_each_batch_and_resume_exactly(tmp_path):
+    start = fit(_config(steps=0), _images(), progress=False).model
+    once = fit(_config(steps=3, lr_unet=0.0), _images(), progress=False).model
+    full = fit(_config(steps=3, lr_unet=0.0, seg_repeats=3), _images(), out_dir=tmp_path / "full", progress=False)
+    ckpt = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
+    seg_steps = {int(s["step"]) for s in ckpt["optimizers"]["seg"]["state"].values()}
+    assert seg_steps == {9}  # three SegNet updates per batch
+    for name, value in start.unet.state_dict().items():
+        assert torch.equal(value, full.model.unet.state_dict()[name]), name
+    assert not all(torch.equal(v, full.model.segnet.state_dict()[k]) for k, v in once.segnet.state_dict().items())
+    fit(_config(steps=2, lr_unet=0.0, seg_repeats=3), _images(), out_dir=tmp_path / "part", progress=False)
+    resumed = fit(_config(steps=3, lr_unet=0.0, seg_repeats=3), _images(), out_dir=tmp_path / "part", resume=True,
+                  progress=False)
+    a, b = _state(full.model), _state(resumed.model)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    joint = fit(_config(steps=2, seg_repeats=2), _images(), progress=False).model  # the UNet still trains once a batch
+    assert not all(torch.equal(v, joint.unet.state_dict()[k]) for k, v in start.unet.state_dict().items())
+    for bad in (0, 65, 1.5):
+        with pytest.raises(ValueError, match="seg_repeats"):
+            TrainConfig(seg_repeats=bad)
+
+
 def test_nan_loss_is_reported_with_step_and_keeps_checkpoint(tmp_path, monkeypatch):
     import diffad_core.train as train_module
 
@@ -205,7 +238,8 @@ DDP_SCRIPT = r"""
 import sys, torch
 from diffad_core.train import TrainConfig, fit
 import torch.distributed as dist
-cfg = TrainConfig.from_preset("tiny", image_size=32, batch_size=4, steps=2, log_every=1, device="cpu", seed=1)
+cfg = TrainConfig.from_preset("tiny", image_size=32, batch_size=4, steps=2, log_every=1, device="cpu", seed=1,
+                              seg_repeats=2)  # the extra SegNet updates average their gradients by hand
 imgs = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 out = sys.argv[1]
 r = fit(cfg, imgs, out_dir=out, progress=False)
