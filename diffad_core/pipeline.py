@@ -75,7 +75,7 @@ def train_category(
     n_val = len(validation_split(len(train), config.val_fraction, config.seed)[1])
     held = f", {n_val} held out for the thresholds" if n_val else ""
     _say(log, f"training {category} ({train.kind}, {len(train)} images{held}, preset {config.preset}, {config.image_size} px, "
-              f"init: {describe_init(config)}{_frozen_note(config)}, "
+              f"init: {describe_init(config)}{_recipe_note(config)}, "
               f"{n_threads} CPU thread(s)) -> {out}")
     callback = None
     if config.steps is None and config.minutes is None and config.epochs in (None, 3000):
@@ -247,9 +247,12 @@ def demo_plan(n_categories: int, device: str = "auto", threads: Optional[int] = 
     return DemoPlan(workers, max(1, cores // workers))
 
 
-def _frozen_note(config: TrainConfig) -> str:
-    """", reconstruction UNet frozen" for the training logs when ``lr_unet`` is 0, else ""."""
-    return ", reconstruction UNet frozen" if config.lr_unet == 0 else ""
+def _recipe_note(config: TrainConfig) -> str:
+    """What a training log line adds when the recipe departs from one joint update per batch:
+    ", reconstruction UNet frozen" when ``lr_unet`` is 0, ", N SegNet updates per batch" when
+    ``seg_repeats`` is above 1; "" otherwise."""
+    note = ", reconstruction UNet frozen" if config.lr_unet == 0 else ""
+    return note + (f", {config.seg_repeats} SegNet updates per batch" if config.seg_repeats > 1 else "")
 
 
 def demo_settings(device: str = "auto", preset: str = "tiny", init: Optional[str] = None) -> dict[str, Any]:
@@ -343,7 +346,7 @@ def demo(
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         _say(log, f"training {n_workers} categories at once ({n_workers} processes x {n_threads} thread(s), "
-                  f"{config.minutes:.2f} min each, amp {config.amp}{_frozen_note(config)})")
+                  f"{config.minutes:.2f} min each, amp {config.amp}{_recipe_note(config)})")
         worker_log = None if log is None else print  # a notebook's own log function may not pickle
         with ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(_demo_category, *job, progress=False, log=worker_log): job[1] for job in jobs}
@@ -396,5 +399,5 @@ def pretrain_start(
 
     n_threads = set_threads(threads)
     _say(log, f"pretraining preset {config.preset} at {config.image_size} px on {images} corpus images "
-              f"(init: {describe_init(config)}, {n_threads} CPU thread(s)) -> {out}")
+              f"(init: {describe_init(config)}{_recipe_note(config)}, {n_threads} CPU thread(s)) -> {out}")
     return pretrain(config, num_images=images, corpus_seed=corpus_seed, out_dir=out, resume=resume, progress=progress)
