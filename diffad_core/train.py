@@ -319,7 +319,8 @@ def jitter_exposure(images: Tensor, jitter: float, generator: torch.Generator) -
 
 
 def _train_step(run: _Run, step: int) -> LossOutput:
-    """Step ``step`` (0-based): batch, synthetic anomalies, joint loss, one Adam step per network.
+    """Step ``step`` (0-based): batch, synthetic anomalies, joint loss, one Adam step per network
+    (and ``seg_repeats - 1`` more SegNet steps on the same reconstructions).
 
     Every draw comes from a generator seeded by (seed, step, rank) on the CPU, so a resumed run
     repeats the uninterrupted one exactly.
