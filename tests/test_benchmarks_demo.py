@@ -9,9 +9,10 @@ def test_bench_demo_quick_prints_json_line():
     result = run_benchmark("bench_demo.py", "--quick", timeout=600)
     assert result["benchmark"] == "demo_plan" and result["categories"] == ["brick", "pill"]
     arms = result["arms"]
-    assert set(arms) == {"sequential_fp32", "parallel_fp32", "parallel_plan"}
+    assert set(arms) == {"sequential_fp32", "parallel_fp32", "parallel_plan", "parallel_demo"}
+    assert arms["parallel_demo"]["unet_frozen"] and not arms["parallel_plan"]["unet_frozen"]
     assert arms["sequential_fp32"]["processes"] == 1 and arms["sequential_fp32"]["amp"] == "off"
     assert arms["parallel_plan"]["amp"] == ("bf16" if result["native_bf16"] else "off")
     for arm in arms.values():
         assert set(arm["steps"]) == {"brick", "pill"} and min(arm["steps"].values()) >= 1
-    assert result["ratio_plan"] > 0 and result["ratio_processes"] > 0
+    assert result["ratio_plan"] > 0 and result["ratio_processes"] > 0 and result["ratio_demo"] > 0
