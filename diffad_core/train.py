@@ -256,7 +256,9 @@ def _setup(config: TrainConfig, train: Any, kind: Optional[str], out_dir: Any, r
         model.load_state_dict(state["model"])
     model.calibration = state["extra"].get("calibration") if state is not None else None  # none of the start's
     model = model.to(device).train()
-    # lr_unet 0 freezes the reconstruction UNet: without gradients the backward pass skips it
+    # a passed-in model may be a run's weight average, which has no gradients; lr_unet 0 freezes
+    # the reconstruction UNet: without gradients the backward pass skips it
+    model.requires_grad_(True)
     model.unet.requires_grad_(config.lr_unet > 0)
     fmt = memory_format(config.channels_last)
     if config.channels_last:
@@ -454,9 +456,10 @@ def fit(
         resume: continue from ``out_dir/checkpoint.pt``.
         progress: show a progress bar on stdout with the loss parts.
         callback: called with each logged record (for live curves).
-        model: start from this model instead of the one ``config.init`` names. It is trained in
-            place; with ``config.ema_decay`` > 0 the result's model is a separate module, the
-            average of its weights.
+        model: start from this model instead of the one ``config.init`` names (a previous run's
+            result too). It is trained in place and its parameters require gradients afterwards;
+            with ``config.ema_decay`` > 0 the result's model is a separate module, the average of
+            its weights.
         provenance: what the run was trained on (category, data root, ...), stored in the weights'
             metadata and the checkpoint; ``load_model`` puts it on ``model.provenance``.
 
@@ -504,6 +507,7 @@ def fit(
     finally:
         if bar is not None:
             bar.close()
+        run.model.unet.requires_grad_(True)  # undo lr_unet 0's freeze on a model passed in
     seconds = run.elapsed_before + time.perf_counter() - t0
     run.model.eval()
     final = run.final

@@ -157,6 +157,10 @@ def test_zero_unet_rate_freezes_the_reconstruction_unet_and_still_trains_the_seg
     assert not all(torch.equal(v, frozen.segnet.state_dict()[k]) for k, v in start.segnet.state_dict().items())
     with pytest.raises(ValueError, match="lr_unet"):
         TrainConfig(lr_unet=-1e-4)
+    passed_in = fit(_config(steps=0), _images(), progress=False).model  # a weight average: no gradients
+    assert not any(p.requires_grad for p in passed_in.parameters())
+    fit(_config(steps=1, lr_unet=0.0), _images(), model=passed_in, progress=False)
+    assert all(p.requires_grad for p in passed_in.parameters())  # trained in place, not left frozen
 
 
 def test_flip_turns_each_sample_as_drawn():
