@@ -60,6 +60,9 @@ class TrainConfig:
     num_train_timesteps: int = 1000
     beta_schedule: Literal["linear", "cosine"] = "linear"
     pixel_range: Literal["unit", "symmetric"] = "unit"
+    # "gain": each image is scaled to mean GAIN_TARGET before both networks, in training and in
+    # every prediction, so exposure drift between sessions is removed ("none": as released)
+    input_norm: Literal["none", "gain"] = "none"
     # start: "scratch" (seeded random weights, as released), "pretrained" (the shipped starting
     # point of this preset, see diffad_core.pretrained) or the path of a model file to start from
     init: str = "scratch"
@@ -253,6 +256,7 @@ TRAIN_HELP: dict[str, str] = {
     "num_train_timesteps": "diffusion steps T of the noise schedule",
     "beta_schedule": "noise schedule",
     "pixel_range": "unit feeds [0, 1] images as released; symmetric maps them to [-1, 1]",
+    "input_norm": "none feeds pixels as released; gain scales each image to mean 0.5 first (for exposure that drifts)",
     "init": "where the weights start: scratch, pretrained (the shipped start) or a model file",
     "batch_size": "images per training step",
     "lr_unet": "Adam learning rate of the reconstruction UNet (0 freezes it: no gradient flows into it, a step then costs about 0.4x)",

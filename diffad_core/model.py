@@ -10,6 +10,12 @@ Pixel range (``pixel_range``): the released code feeds images in [0, 1] to the d
 unchanged and clamps its estimates to [-1, 1]; ``"unit"`` (default) keeps that, so the paper's
 t_s = 200 / t_b = 400 mean what they meant there. ``"symmetric"`` maps images to [-1, 1] first, the
 usual DDPM convention (then the same t hides relatively less of the image).
+
+Input normalisation (``input_norm``): ``"none"`` (default, as released) feeds the pixels as they
+are. ``"gain"`` first multiplies each image by the gain that brings its mean to
+:data:`GAIN_TARGET`, both for training (after anomaly synthesis) and for every prediction, so an
+exposure change between acquisition sessions (a gain on every pixel) no longer reaches either
+network; contrast relative to the mean (a dark hole stays 20 % darker) is kept.
 """
 
 from __future__ import annotations
@@ -26,10 +32,15 @@ from .reconstruction import PAPER_INFERENCE, Reconstruction, reconstruct
 from .runtime import Networks, autocast, randn
 from .schedule import BETA_SCHEDULES, NoiseSchedule
 
-__all__ = ["DiffusionAD", "ModelConfig", "Prediction", "image_scores", "PIXEL_RANGES"]
+__all__ = ["DiffusionAD", "ModelConfig", "Prediction", "image_scores", "PIXEL_RANGES", "INPUT_NORMS", "GAIN_TARGET"]
 
 PixelRange = Literal["unit", "symmetric"]
 PIXEL_RANGES: tuple[str, ...] = ("unit", "symmetric")
+INPUT_NORMS: tuple[str, ...] = ("none", "gain")
+#: mean pixel value of every image after ``input_norm="gain"`` (mid-grey, in [0, 1])
+GAIN_TARGET = 0.5
+#: smallest image mean the gain divides by (an all-black image stays black instead of dividing by 0)
+_GAIN_FLOOR = 1e-3
 
 
 @dataclass
@@ -42,12 +53,15 @@ class ModelConfig:
     beta_schedule: str = "linear"
     pixel_range: str = "unit"
     preset: Optional[str] = None
+    input_norm: str = "none"
 
     def __post_init__(self) -> None:
         if self.beta_schedule not in BETA_SCHEDULES:
             raise ValueError(f"beta_schedule={self.beta_schedule!r} is unknown; choose one of {BETA_SCHEDULES}")
         if self.pixel_range not in PIXEL_RANGES:
             raise ValueError(f"pixel_range={self.pixel_range!r} is unknown; choose one of {PIXEL_RANGES}")
+        if self.input_norm not in INPUT_NORMS:
+            raise ValueError(f"input_norm={self.input_norm!r} is unknown; choose one of {INPUT_NORMS}")
 
     @property
     def image_size(self) -> int:
@@ -80,7 +94,8 @@ class Prediction(NamedTuple):
     """Result of :meth:`DiffusionAD.predict` (images in [0, 1] pixel space).
 
     Fields: ``anomaly_map`` M (B, 1, H, W) in [0, 1]; ``score`` (B,) mean of the top-k values of M;
-    ``reconstruction`` x0_g (B, 3, H, W); ``x0_small`` and ``x0_big`` the plain one-step estimates.
+    ``reconstruction`` x0_g (B, 3, H, W); ``x0_small`` and ``x0_big`` the plain one-step estimates
+    (all three at the input's own exposure, also with ``input_norm="gain"``).
     """
 
     anomaly_map: Tensor
@@ -125,13 +140,14 @@ class DiffusionAD(nn.Module):
         num_train_timesteps: int = 1000,
         beta_schedule: str = "linear",
         pixel_range: str = "unit",
+        input_norm: str = "none",
         recon_overrides: Optional[dict[str, Any]] = None,
         seg_overrides: Optional[dict[str, Any]] = None,
     ) -> "DiffusionAD":
         """Build both networks from the named preset ("tiny", "small", "paper") at ``image_size``."""
         recon = ReconUNet.from_preset(preset, image_size=image_size, **(recon_overrides or {})).config
         seg = SegUNet.from_preset(preset, image_size=image_size, **(seg_overrides or {})).config
-        config = ModelConfig(recon, seg, num_train_timesteps, beta_schedule, pixel_range, preset)
+        config = ModelConfig(recon, seg, num_train_timesteps, beta_schedule, pixel_range, preset, input_norm)
         return cls(config)
 
     @property
@@ -143,13 +159,27 @@ class DiffusionAD(nn.Module):
         return next(self.parameters()).device
 
     # ---------------------------------------------------------------- pixel range
+    def input_gain(self, images: Tensor) -> Optional[Tensor]:
+        """Per-image gain (B, 1, 1, 1) of ``input_norm="gain"`` for images in [0, 1]; None for ``"none"``."""
+        if self.config.input_norm != "gain":
+            return None
+        return GAIN_TARGET / images.mean(dim=(1, 2, 3), keepdim=True).clamp_min(_GAIN_FLOOR)
+
     def to_model_space(self, images: Tensor) -> Tensor:
-        """Map images in [0, 1] to the UNet's input range (identity for ``pixel_range="unit"``)."""
+        """Map images in [0, 1] to the networks' input: each image times its gain for
+        ``input_norm="gain"``, then the pixel range (identity for ``"none"`` and ``"unit"``)."""
+        gain = self.input_gain(images)
+        if gain is not None:
+            images = images * gain
         return images if self.config.pixel_range == "unit" else images * 2.0 - 1.0
 
-    def to_image_space(self, x: Tensor) -> Tensor:
-        """Map model-space tensors back to [0, 1] for display (clamped)."""
+    def to_image_space(self, x: Tensor, gain: Optional[Tensor] = None) -> Tensor:
+        """Map model-space tensors back to [0, 1] for display (clamped); ``gain``
+        (:meth:`input_gain` of the input images) undoes ``input_norm="gain"``, else the result
+        stays at the normalised exposure."""
         out = x if self.config.pixel_range == "unit" else (x + 1.0) / 2.0
+        if gain is not None:
+            out = out / gain.to(out.dtype)
         return out.clamp(0.0, 1.0)
 
     # ---------------------------------------------------------------- method
@@ -220,12 +250,13 @@ class DiffusionAD(nn.Module):
             rec = self.reconstruct(images, t_s=t_s, t_b=t_b, w=w, generator=generator, unet=nets.unet)
         x0_guided = rec.x0_guided.float()
         amap = self.segment(images, x0_guided, segnet=nets.segnet).float()
+        gain = self.input_gain(images)
         return Prediction(
             amap,
             image_scores(amap, top_k),
-            self.to_image_space(x0_guided),
-            self.to_image_space(rec.x0_small.float()),
-            self.to_image_space(rec.x0_big.float()),
+            self.to_image_space(x0_guided, gain),
+            self.to_image_space(rec.x0_small.float(), gain),
+            self.to_image_space(rec.x0_big.float(), gain),
         )
 
     def loss(self, images_aug: Tensor, mask: Tensor, label: Tensor, **kwargs: Any) -> LossOutput:

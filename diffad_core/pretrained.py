@@ -129,7 +129,8 @@ def initial_model(config: "TrainConfig") -> DiffusionAD:
         torch.manual_seed(config.seed)
         model = DiffusionAD.from_preset(
             config.preset, image_size=config.image_size, num_train_timesteps=config.num_train_timesteps,
-            beta_schedule=config.beta_schedule, pixel_range=config.pixel_range, recon_overrides=recon_over,
+            beta_schedule=config.beta_schedule, pixel_range=config.pixel_range, input_norm=config.input_norm,
+            recon_overrides=recon_over,
         )
     if config.init == "scratch":
         return model

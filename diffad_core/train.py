@@ -149,7 +149,7 @@ class _WeightAverage:
             value.copy_(live[name])
 
 
-_MODEL_KEYS = ("preset", "image_size", "num_train_timesteps", "beta_schedule", "pixel_range")
+_MODEL_KEYS = ("preset", "image_size", "num_train_timesteps", "beta_schedule", "pixel_range", "input_norm")
 
 
 def _all_finite(model: nn.Module) -> bool:
@@ -208,7 +208,7 @@ def _resume_state(config: TrainConfig, out: Optional[Path]) -> Optional[dict[str
         raise CheckpointError(f"cannot resume: {path} does not exist (start without --resume)")
     state = load_checkpoint(path)
     saved = state["train_config"]
-    saved = {"val_fraction": 0.0, "ema_decay": 0.0, **saved}  # defaults of runs saved before these existed
+    saved = {"val_fraction": 0.0, "ema_decay": 0.0, "input_norm": "none", **saved}  # defaults of runs saved before these existed
     diff = [k for k in _MODEL_KEYS + ("seed", "batch_size", "val_fraction", "ema_decay") if saved.get(k) != getattr(config, k)]
     if diff:
         raise TrainingError(
@@ -252,6 +252,12 @@ def _setup(config: TrainConfig, train: Any, kind: Optional[str], out_dir: Any, r
         from .pretrained import initial_model
 
         model = initial_model(config)
+    else:
+        differ = [f"{k} {getattr(model.config, k)!r} vs {getattr(config, k)!r}" for k in ("pixel_range", "input_norm")
+                  if getattr(model.config, k) != getattr(config, k)]
+        if differ:
+            raise ValueError(f"the model passed in does not match the training settings ({'; '.join(differ)}); "
+                             "set them in the TrainConfig to the model's")
     if state is not None:
         model.load_state_dict(state["model"])
     model.calibration = state["extra"].get("calibration") if state is not None else None  # none of the start's

@@ -135,13 +135,14 @@ def test_demo_settings_freeze_the_pretrained_unet_on_a_cpu_only_when_it_is_train
     assert demo_settings("cpu", "paper", "some/model.safetensors") == {**bf16, "lr_unet": 0.0}
 
 
-def test_training_logs_name_the_departures_from_one_joint_update_per_batch() -> None:
+def test_training_logs_name_the_departures_from_the_released_recipe() -> None:
     from diffad_core.pipeline import _recipe_note
 
     assert _recipe_note(TrainConfig.from_preset("tiny")) == ""
     assert _recipe_note(TrainConfig.from_preset("tiny", lr_unet=0.0)) == ", reconstruction UNet frozen"
     assert _recipe_note(TrainConfig.from_preset("tiny", lr_unet=0.0, seg_repeats=4)) == (
         ", reconstruction UNet frozen, 4 SegNet updates per batch")
+    assert _recipe_note(TrainConfig.from_preset("tiny", input_norm="gain")) == ", input_norm gain"
 
 
 def test_demo_trains_two_categories_at_once(tmp_path: Path) -> None:

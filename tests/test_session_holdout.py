@@ -32,9 +32,11 @@ def test_one_variant_writes_its_figures_and_the_report_reads_them(tmp_path: Path
     assert record["overrides"] == {"exposure_jitter": 1.0} and record["steps"] == 1
     assert 0.0 <= record["exposure_auroc"] <= 1.0 and 0.0 <= record["false_alarms"] <= 1.0
     assert set(record["synthetic_holdout"]) == {"image_auroc", "pixel_auroc"}
+    assert -1.0 <= record["grey_spearman"] <= 1.0
     capsys.readouterr()
     assert tool.main(["--report", str(out)]) == 0
-    assert "| jitter | {'exposure_jitter': 1.0} | 1 |" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert "| jitter | {'exposure_jitter': 1.0} | 1 |" in table and f"| {record['grey_spearman']:+.2f} |" in table
 
     assert tool.main(common + ["--holdout", "exp9"]) == 2
     assert "groups found: ['exp1', 'exp2', 'exp3']" in capsys.readouterr().err

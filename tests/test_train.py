@@ -271,3 +271,12 @@ def test_explicit_budget_replaces_the_presets():
     assert TrainConfig.from_preset("paper").epochs == 3000
     cfg = TrainConfig.from_preset("paper", minutes=5.0)
     assert cfg.epochs is None and cfg.minutes == 5.0
+
+
+def test_gain_input_norm_trains_resumes_and_refuses_a_mismatch(tmp_path):
+    result = fit(_config(steps=2, input_norm="gain", lr_unet=0.0), _images(), out_dir=tmp_path / "g", progress=False)
+    assert result.model.config.input_norm == "gain"
+    with pytest.raises(TrainingError, match="input_norm saved 'gain' vs now 'none'"):
+        fit(_config(steps=3, lr_unet=0.0), _images(), out_dir=tmp_path / "g", resume=True, progress=False)
+    with pytest.raises(ValueError, match="input_norm 'gain' vs 'none'"):
+        fit(_config(steps=1), _images(), model=result.model, progress=False)

@@ -20,6 +20,10 @@ then prints and writes to ``OUT/<name>.json``:
 - ``synthetic`` image / pixel AUROC on the held-out session's normals turned into synthetic
   anomalies (the training synthesizer), and the same on the in-session validation images: the
   detection the variant keeps.
+- ``grey_spearman``: Spearman's rank correlation between an image's mean grey level and its score
+  over all the normals scored (in-session validation and held-out session). Near 0 means the
+  score does not follow the exposure; a score that rises with brightness lets bright normals
+  outrank dark defects when sessions are pooled.
 
 Variants run one per process (start two at once with one thread each on a 2-core machine);
 ``--report`` prints the table of every JSON in a folder.
@@ -36,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.stats import spearmanr
 
 from diffad_core.calibration import calibrate, synthetic_auroc, validation_split
 from diffad_core.config import EvalConfig, TrainConfig
@@ -64,19 +69,24 @@ def parse_variant(spec: str) -> tuple[str, dict[str, object]]:
     return name, overrides
 
 
+def _fmt(value: object) -> str:
+    return "-" if value is None else f"{value:+.2f}"  # records written before the column existed
+
+
 def _report(folder: Path) -> int:
     rows = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
     if not rows:
         print(f"error: no variant results (*.json) in {folder}", file=sys.stderr)
         return 2
     print("| variant | settings | steps | exposure AUROC | false alarms | synthetic, held-out session "
-          "(image / pixel AUROC) | synthetic, in-session |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+          "(image / pixel AUROC) | synthetic, in-session | grey-score Spearman |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         held, own = r["synthetic_holdout"], r["synthetic_in_session"]
         print(f"| {r['variant']} | {r['overrides'] or '-'} | {r['steps']} | {100 * r['exposure_auroc']:.1f} | "
               f"{100 * r['false_alarms']:.1f} % | {100 * held['image_auroc']:.1f} / {100 * held['pixel_auroc']:.1f} | "
-              f"{100 * own['image_auroc']:.1f} / {100 * own['pixel_auroc']:.1f} |")
+              f"{100 * own['image_auroc']:.1f} / {100 * own['pixel_auroc']:.1f} | "
+              f"{_fmt(r.get('grey_spearman'))} |")
     return 0
 
 
@@ -139,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     val_scores = predict_images(model, val_images.float().div(255.0), eval_config).scores
     held_scores = predict_images(model, holdout_images.float().div(255.0), eval_config).scores
     labels = np.r_[np.zeros(len(val_scores)), np.ones(len(held_scores))]
+    grey = torch.cat([val_images, holdout_images]).float().mean(dim=(1, 2, 3)).numpy()
+    rho = spearmanr(grey, np.r_[val_scores, held_scores]).statistic
     threshold = calibrate(model, val_images, kind=kind, config=eval_config, seed=args.seed)["image_threshold"]
     record = {
         "variant": name,
@@ -149,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         "exposure_auroc": float(image_auroc(np.r_[val_scores, held_scores], labels)),
         "false_alarms": float(np.mean(held_scores >= threshold)),
         "in_session_false_alarms": float(np.mean(val_scores >= threshold)),
+        "grey_spearman": None if np.isnan(rho) else float(rho),
         "synthetic_holdout": synthetic_auroc(model, holdout_images, kind=kind, config=eval_config, seed=args.seed),
         "synthetic_in_session": synthetic_auroc(model, val_images, kind=kind, config=eval_config, seed=args.seed),
     }

@@ -250,7 +250,8 @@ def guidance_explorer(
     def draw(t_s: int, t_b: int, w: float) -> tuple[Figure, dict[str, float]]:
         with torch.no_grad():
             rec = model.reconstruct(x, t_s=int(t_s), t_b=int(t_b), w=float(w), noise_s=noise_s, noise_b=noise_b)
-        small, big, guided = (model.to_image_space(r.float()).cpu() for r in (rec.x0_small, rec.x0_big, rec.x0_guided))
+        gain = model.input_gain(x)
+        small, big, guided = (model.to_image_space(r.float(), gain).cpu() for r in (rec.x0_small, rec.x0_big, rec.x0_guided))
         err = masked_errors(x.cpu(), guided, m)
         diff = (x.cpu() - guided).abs().mean(dim=1)[0].numpy()
         fig = Figure(figsize=(12.5, 2.9), layout="constrained")
