@@ -16,15 +16,16 @@ from diffad_core.export import export_onnx, onnx_predict  # noqa: E402
 from diffad_core.model import DiffusionAD  # noqa: E402
 
 
-def _model() -> DiffusionAD:
+def _model(input_norm: str = "none") -> DiffusionAD:
     torch.manual_seed(0)
-    model = DiffusionAD.from_preset("tiny", image_size=32).eval()
+    model = DiffusionAD.from_preset("tiny", image_size=32, input_norm=input_norm).eval()
     model.calibration = {"image_threshold": 0.4}
     return model
 
 
-def test_onnx_equals_the_torch_model_for_the_same_noises(tmp_path: Path) -> None:
-    model = _model()
+@pytest.mark.parametrize("input_norm", ["none", "gain"])
+def test_onnx_equals_the_torch_model_for_the_same_noises(tmp_path: Path, input_norm: str) -> None:
+    model = _model(input_norm)
     path = export_onnx(model, tmp_path / "m.onnx")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     meta = session.get_modelmeta().custom_metadata_map
