@@ -280,3 +280,13 @@ def test_gain_input_norm_trains_resumes_and_refuses_a_mismatch(tmp_path):
         fit(_config(steps=3, lr_unet=0.0), _images(), out_dir=tmp_path / "g", resume=True, progress=False)
     with pytest.raises(ValueError, match="input_norm 'gain' vs 'none'"):
         fit(_config(steps=1), _images(), model=result.model, progress=False)
+
+
+def test_channels_last_frozen_run_saves_a_model_that_loads_and_predicts_alike(tmp_path):
+    # the demo's CPU settings: the UNet frozen, channels-last tensors (the file must still be plain)
+    result = fit(_config(steps=2, lr_unet=0.0, channels_last=True), _images(), out_dir=tmp_path / "cl", progress=False)
+    loaded = load_model(tmp_path / "cl" / "model.safetensors").eval()
+    x = _images(2)
+    a = result.model.eval().predict(x, generator=torch.Generator().manual_seed(0), top_k=8)
+    b = loaded.predict(x, generator=torch.Generator().manual_seed(0), top_k=8)
+    assert torch.allclose(a.anomaly_map, b.anomaly_map, atol=1e-5)
