@@ -129,10 +129,11 @@ def test_demo_settings_freeze_the_pretrained_unet_on_a_cpu_only_when_it_is_train
     from diffad_core.runtime import cpu_has_native_bf16
 
     bf16 = {"amp": "bf16"} if cpu_has_native_bf16() else {}
-    assert demo_settings("cpu") == {**bf16, "lr_unet": 0.0}  # tiny starts from the pretrained weights
+    frozen = {**bf16, "lr_unet": 0.0, **({"channels_last": True} if bf16 else {})}  # NHWC pays for bf16 forwards
+    assert demo_settings("cpu") == frozen  # tiny starts from the pretrained weights
     assert demo_settings("cpu", "tiny", "scratch") == bf16  # a random UNet is never frozen
     assert demo_settings("cpu", "paper") == bf16  # paper starts from scratch
-    assert demo_settings("cpu", "paper", "some/model.safetensors") == {**bf16, "lr_unet": 0.0}
+    assert demo_settings("cpu", "paper", "some/model.safetensors") == frozen
 
 
 def test_training_logs_name_the_departures_from_the_released_recipe() -> None:
