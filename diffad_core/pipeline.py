@@ -352,7 +352,8 @@ def demo(
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         _say(log, f"training {n_workers} categories at once ({n_workers} processes x {n_threads} thread(s), "
-                  f"{config.minutes:.2f} min each, amp {config.amp}{_recipe_note(config)})")
+                  f"{config.minutes:.2f} min each, amp {config.amp}"
+                  f"{', channels-last' if config.channels_last else ''}{_recipe_note(config)})")
         worker_log = None if log is None else print  # a notebook's own log function may not pickle
         with ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(_demo_category, *job, progress=False, log=worker_log): job[1] for job in jobs}
