@@ -13,6 +13,7 @@ def test_bench_demo_quick_prints_json_line():
     assert arms["parallel_demo"]["unet_frozen"] and not arms["parallel_plan"]["unet_frozen"]
     assert arms["sequential_fp32"]["processes"] == 1 and arms["sequential_fp32"]["amp"] == "off"
     assert arms["parallel_plan"]["amp"] == ("bf16" if result["native_bf16"] else "off")
+    assert arms["parallel_demo"]["channels_last"] == result["native_bf16"] and not arms["parallel_plan"]["channels_last"]
     for arm in arms.values():
         assert set(arm["steps"]) == {"brick", "pill"} and min(arm["steps"].values()) >= 1
     assert result["ratio_plan"] > 0 and result["ratio_processes"] > 0 and result["ratio_demo"] > 0
