@@ -240,9 +240,17 @@ def _cmd_mini(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace, **extra: Any):
+    """The TrainConfig of a training verb: the preset, ``extra``, then the options given; channels-last
+    is turned on where it pays (:func:`~diffad_core.pipeline.channels_last_pays`) unless the
+    command line says either way."""
+    from .pipeline import channels_last_pays
     from .train import TrainConfig
 
-    return TrainConfig.from_preset(args.preset, **{**extra, **_overrides(args, TrainConfig)})
+    given = {**extra, **_overrides(args, TrainConfig)}
+    config = TrainConfig.from_preset(args.preset, **given)
+    if "channels_last" not in given and channels_last_pays(config.device, config.amp, config.lr_unet):
+        config = dataclasses.replace(config, channels_last=True)
+    return config
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:

@@ -281,7 +281,8 @@ TRAIN_HELP: dict[str, str] = {
     "log_every": "append a record to log.jsonl every N steps",
     "device": "auto (CUDA when available), cpu, cuda or cuda:N",
     "amp": "bf16 autocast: auto (on CUDA), bf16 (any device) or off",
-    "channels_last": "channels-last memory format (faster convolutions on GPUs)",
+    "channels_last": ("channels-last memory format (faster convolutions on GPUs, and on a CPU with --amp bf16 "
+                      "and --lr-unet 0, where the training commands turn it on unless --no-channels-last)"),
     "compile": "torch.compile both networks (pays off on long GPU runs)",
     "grad_checkpointing": "recompute UNet activations in the backward pass (less memory, ~30 % slower)",
     "fused_adam": "fused Adam kernel: auto (on CUDA), on or off",

@@ -75,7 +75,7 @@ def train_category(
     n_val = len(validation_split(len(train), config.val_fraction, config.seed)[1])
     held = f", {n_val} held out for the thresholds" if n_val else ""
     _say(log, f"training {category} ({train.kind}, {len(train)} images{held}, preset {config.preset}, {config.image_size} px, "
-              f"init: {describe_init(config)}{_recipe_note(config)}, "
+              f"init: {describe_init(config)}{_recipe_note(config)}{_layout_note(config)}, "
               f"{n_threads} CPU thread(s)) -> {out}")
     callback = None
     if config.steps is None and config.minutes is None and config.epochs in (None, 3000):
@@ -280,9 +280,26 @@ def demo_settings(device: str = "auto", preset: str = "tiny", init: Optional[str
     start = init if init is not None else TRAIN_PRESETS.get(preset, {}).get("init", "scratch")
     if start != "scratch":
         settings["lr_unet"] = 0.0
-        if settings.get("amp") == "bf16":
+        if channels_last_pays(device, settings.get("amp", "off"), 0.0):
             settings["channels_last"] = True
     return settings
+
+
+def channels_last_pays(device: str, amp: str, lr_unet: float) -> bool:
+    """Whether the channels-last memory format makes a training run faster where it is not on by
+    default: on a CPU, with bfloat16 autocast (``amp`` "bf16") and the reconstruction UNet frozen
+    (``lr_unet`` 0), whose forward passes are most of such a step (a 64 px step 1.22x faster, a
+    128 px step 1.27x; docs/results.md, round 10). A CPU step that trains the UNet gained nothing
+    and float32 training was 0.90x, so those keep the default layout. :func:`demo_settings` and
+    ``diffad train`` / ``pretrain`` / ``benchmark`` (unless ``--no-channels-last``) follow it."""
+    from .runtime import resolve_device
+
+    return resolve_device(device).type == "cpu" and amp == "bf16" and lr_unet == 0
+
+
+def _layout_note(config: TrainConfig) -> str:
+    """", channels-last" for a log line when the run uses that memory format, else ""."""
+    return ", channels-last" if config.channels_last else ""
 
 
 def _demo_category(data: Path, category: str, config: TrainConfig, run: Path, eval_config: EvalConfig,
@@ -353,7 +370,7 @@ def demo(
 
         _say(log, f"training {n_workers} categories at once ({n_workers} processes x {n_threads} thread(s), "
                   f"{config.minutes:.2f} min each, amp {config.amp}"
-                  f"{', channels-last' if config.channels_last else ''}{_recipe_note(config)})")
+                  f"{_layout_note(config)}{_recipe_note(config)})")
         worker_log = None if log is None else print  # a notebook's own log function may not pickle
         with ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(_demo_category, *job, progress=False, log=worker_log): job[1] for job in jobs}
@@ -406,5 +423,5 @@ def pretrain_start(
 
     n_threads = set_threads(threads)
     _say(log, f"pretraining preset {config.preset} at {config.image_size} px on {images} corpus images "
-              f"(init: {describe_init(config)}{_recipe_note(config)}, {n_threads} CPU thread(s)) -> {out}")
+              f"(init: {describe_init(config)}{_recipe_note(config)}{_layout_note(config)}, {n_threads} CPU thread(s)) -> {out}")
     return pretrain(config, num_images=images, corpus_seed=corpus_seed, out_dir=out, resume=resume, progress=progress)

@@ -155,3 +155,17 @@ def test_every_training_and_evaluation_setting_has_a_help_line():
     assert {f.name for f in dataclasses.fields(EvalConfig)} == set(EVAL_HELP)
     text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
     assert "training budget in wall-clock minutes" in " ".join(text.split())
+
+
+def test_training_commands_turn_channels_last_on_where_it_pays() -> None:
+    from diffad_core.cli import _train_config, build_parser
+
+    def config(*options: str):
+        return _train_config(build_parser().parse_args(["train", "--data", "d", "--category", "c", "--out", "o", *options]))
+
+    frozen = ("--device", "cpu", "--amp", "bf16", "--lr-unet", "0")
+    assert config(*frozen).channels_last  # the measured case: bf16 forwards of a frozen UNet on a CPU
+    assert not config(*frozen, "--no-channels-last").channels_last  # the user's word wins
+    assert not config("--device", "cpu", "--amp", "bf16").channels_last  # a joint step gains nothing
+    assert not config("--device", "cpu", "--lr-unet", "0", "--amp", "off").channels_last  # float32 was slower
+    assert config("--device", "cpu", "--channels-last").channels_last
