@@ -108,6 +108,7 @@ class TrainConfig:
     compile: bool = False
     grad_checkpointing: bool = False
     fused_adam: Literal["auto", "on", "off"] = "auto"
+    unet_engine: Literal["torch", "openvino"] = "torch"
 
     def __post_init__(self) -> None:
         checks = {
@@ -133,9 +134,13 @@ class TrainConfig:
         if bad:
             raise ValueError("invalid training setting(s): " + ", ".join(f"{n}={getattr(self, n)!r}" for n in bad))
         for name, choices in (("seg_lr_schedule", ("constant", "released")), ("amp", AMP_MODES),
-                              ("fused_adam", ("auto", "on", "off")), ("preset", ("tiny", "small", "paper"))):
+                              ("fused_adam", ("auto", "on", "off")), ("preset", ("tiny", "small", "paper")),
+                              ("unet_engine", ("torch", "openvino"))):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name}={getattr(self, name)!r} is unknown; choose one of {choices}")
+        if self.unet_engine == "openvino" and self.lr_unet > 0:
+            raise ValueError(f"unet_engine='openvino' runs a frozen reconstruction UNet, but lr_unet={self.lr_unet} "
+                             "trains it; set lr_unet 0 or unet_engine 'torch'")
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "TrainConfig":
@@ -286,6 +291,8 @@ TRAIN_HELP: dict[str, str] = {
     "compile": "torch.compile both networks (pays off on long GPU runs)",
     "grad_checkpointing": "recompute UNet activations in the backward pass (less memory, ~30 % slower)",
     "fused_adam": "fused Adam kernel: auto (on CUDA), on or off",
+    "unet_engine": ("what runs the frozen reconstruction UNet's passes (--lr-unet 0, CPU): torch, or openvino "
+                    "(pip install openvino; faster at --amp bf16)"),
 }
 
 #: One line per inference setting, for ``diffad eval/predict --help``.

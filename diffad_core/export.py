@@ -16,8 +16,8 @@ from a seeded NumPy generator. t_s, t_b, w and top-k are baked in (the paper's 2
 50 unless given) and written into the file's metadata, with the calibrated threshold when the
 model has one. The batch dimension is dynamic.
 
-Needs the ``[export]`` extra (``pip install diffad_core[export]``: onnx, onnxruntime); OpenVINO
-(``pip install openvino``) converts the ONNX file to its IR (``.xml`` + ``.bin``).
+Needs the ``[export]`` extra (``pip install diffad_core[export]``: onnx, onnxruntime, openvino); OpenVINO
+converts the ONNX file to its IR (``.xml`` + ``.bin``).
 """
 
 from __future__ import annotations

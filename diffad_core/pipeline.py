@@ -298,8 +298,10 @@ def channels_last_pays(device: str, amp: str, lr_unet: float) -> bool:
 
 
 def _layout_note(config: TrainConfig) -> str:
-    """", channels-last" for a log line when the run uses that memory format, else ""."""
-    return ", channels-last" if config.channels_last else ""
+    """", channels-last" for a log line when the run uses that memory format, ", UNet in OpenVINO"
+    when the frozen UNet runs there; "" for neither."""
+    note = ", channels-last" if config.channels_last else ""
+    return note + (", UNet in OpenVINO" if config.unet_engine == "openvino" else "")
 
 
 def _demo_category(data: Path, category: str, config: TrainConfig, run: Path, eval_config: EvalConfig,

@@ -290,7 +290,10 @@ def _setup(config: TrainConfig, train: Any, kind: Optional[str], out_dir: Any, r
                 sch.load_state_dict(state["schedulers"][name])
         set_rng_state(state["rng"])
 
-    joint: nn.Module = _JointLoss(model, compile_networks(model, enabled=config.compile))
+    nets = compile_networks(model, enabled=config.compile)
+    if config.unet_engine == "openvino":
+        nets = Networks(_openvino_unet(model, config, device, tuple(images.shape[1:])), nets.segnet)
+    joint: nn.Module = _JointLoss(model, nets)
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -314,6 +317,17 @@ def _setup(config: TrainConfig, train: Any, kind: Optional[str], out_dir: Any, r
             tmp.write_text(json.dumps(config.to_dict(), indent=2))
         trim_jsonl(out / "log.jsonl", "step", run.start_step)
     return run
+
+
+def _openvino_unet(model: DiffusionAD, config: TrainConfig, device: torch.device, shape: tuple[int, ...]) -> Any:
+    """The frozen UNet compiled by OpenVINO (:mod:`diffad_core.engine`), at the run's precision."""
+    from .engine import OpenVINOUNet
+
+    if device.type != "cpu":
+        raise ValueError(f"unet_engine='openvino' runs on the CPU, but this run is on {device}; "
+                         "use unet_engine 'torch' there")
+    return OpenVINOUNet(model.unet, shape[0], shape[-1], bf16=use_bf16(config.amp, device),
+                        threads=torch.get_num_threads())
 
 
 def jitter_exposure(images: Tensor, jitter: float, generator: torch.Generator) -> Tensor:
