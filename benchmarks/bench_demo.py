@@ -10,8 +10,8 @@ for the same wall-clock time ``2 x S`` on the CPU:
   processes x threads; bf16 autocast when :func:`diffad_core.runtime.cpu_has_native_bf16`);
 * ``parallel_demo``: the plan with every setting the demo adds on a CPU
   (:func:`diffad_core.pipeline.demo_settings`: bf16 where native and, from the pretrained start,
-  the reconstruction UNet frozen and, with bf16, channels-last), i.e. the SegNet steps a demo
-  category really gets.
+  the reconstruction UNet frozen and, with bf16, its passes channels-last and in OpenVINO where
+  installed), i.e. the SegNet steps a demo category really gets.
 
 Steps per category are what a demo category gets; the ratios split the gain between the processes,
 bf16 and the frozen UNet. Every arm runs in fresh worker processes, so no thread setting leaks between arms. Run it
@@ -57,6 +57,7 @@ def _plan(root: Path, tmp: Path, name: str, plan: DemoPlan, *, seconds: float, *
         steps = {c: f.result() for c, f in futures.items()}
     return {"processes": plan.workers, "threads": plan.threads, "amp": settings.get("amp", "auto"),
             "unet_frozen": settings.get("lr_unet") == 0, "channels_last": bool(settings.get("channels_last")),
+            "unet_engine": settings.get("unet_engine", "torch"),
             "seconds_per_category": round(each, 1),
             "steps": steps, "mean_steps": sum(steps.values()) / len(steps)}
 

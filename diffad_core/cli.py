@@ -240,17 +240,16 @@ def _cmd_mini(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace, **extra: Any):
-    """The TrainConfig of a training verb: the preset, ``extra``, then the options given; channels-last
-    is turned on where it pays (:func:`~diffad_core.pipeline.channels_last_pays`) unless the
-    command line says either way."""
-    from .pipeline import channels_last_pays
+    """The TrainConfig of a training verb: the preset, ``extra``, then the options given; the speed
+    settings that pay (:func:`~diffad_core.pipeline.cpu_speedups`: channels-last, the OpenVINO UNet)
+    are added unless the command line gives them."""
+    from .pipeline import cpu_speedups
     from .train import TrainConfig
 
     given = {**extra, **_overrides(args, TrainConfig)}
     config = TrainConfig.from_preset(args.preset, **given)
-    if "channels_last" not in given and channels_last_pays(config.device, config.amp, config.lr_unet):
-        config = dataclasses.replace(config, channels_last=True)
-    return config
+    speedups = {k: v for k, v in cpu_speedups(config.device, config.amp, config.lr_unet).items() if k not in given}
+    return dataclasses.replace(config, **speedups) if speedups else config
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:

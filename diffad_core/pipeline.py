@@ -256,7 +256,8 @@ def _recipe_note(config: TrainConfig) -> str:
     return note + (f", input_norm {config.input_norm}" if config.input_norm != "none" else "")
 
 
-def demo_settings(device: str = "auto", preset: str = "tiny", init: Optional[str] = None) -> dict[str, Any]:
+def demo_settings(device: str = "auto", preset: str = "tiny", init: Optional[str] = None, *,
+                  amp: Optional[str] = None, lr_unet: Optional[float] = None) -> dict[str, Any]:
     """The training settings :func:`demo` adds to its preset (``tools/tune_demo.py`` uses them too).
 
     On a CPU: bfloat16 autocast where the CPU has native bfloat16 instructions
@@ -265,36 +266,43 @@ def demo_settings(device: str = "auto", preset: str = "tiny", init: Optional[str
     reconstruction UNet is kept and only the SegNet trains, at about 0.4x the cost of a joint step,
     so the demo's minutes buy ~2.3x the SegNet steps. Chosen on validation seeds 1 and 2 by a rule
     written before the runs: S = (image + pixel AUROC) / 2 rose from 85.16 to 86.94 (two training
-    seeds each side, noise 0.69; docs/results.md, round 6). With both, ``channels_last``: oneDNN's
-    bfloat16 convolutions run the frozen UNet's forward passes faster in that layout (a frozen
-    64 px step 0.53 -> 0.43 s, x1.22, two processes side by side; a joint step gains nothing), so
-    the demo's minutes buy more SegNet steps (round 10). Nothing is added on a GPU, where the same
-    minutes buy thousands of joint steps.
+    seeds each side, noise 0.69; docs/results.md, round 6). ``amp`` and ``lr_unet``, when given,
+    replace those two choices. Then the speed settings that pay for the result
+    (:func:`cpu_speedups`): with bf16 and the UNet frozen, the frozen UNet's forward passes run
+    faster channels-last (round 10) and in OpenVINO (round 12), so the demo's minutes buy more
+    SegNet steps. Nothing is added on a GPU, where the same minutes buy thousands of joint steps.
     """
     from .config import TRAIN_PRESETS
     from .runtime import cpu_has_native_bf16, resolve_device
 
     if resolve_device(device).type != "cpu":
-        return {}
+        return {k: v for k, v in (("amp", amp), ("lr_unet", lr_unet)) if v is not None}
     settings: dict[str, Any] = {"amp": "bf16"} if cpu_has_native_bf16() else {}
     start = init if init is not None else TRAIN_PRESETS.get(preset, {}).get("init", "scratch")
     if start != "scratch":
         settings["lr_unet"] = 0.0
-        if channels_last_pays(device, settings.get("amp", "off"), 0.0):
-            settings["channels_last"] = True
+    settings.update({k: v for k, v in (("amp", amp), ("lr_unet", lr_unet)) if v is not None})
+    base = TrainConfig.from_preset(preset, **settings)
+    settings.update(cpu_speedups(device, base.amp, base.lr_unet))
     return settings
 
 
-def channels_last_pays(device: str, amp: str, lr_unet: float) -> bool:
-    """Whether the channels-last memory format makes a training run faster where it is not on by
-    default: on a CPU, with bfloat16 autocast (``amp`` "bf16") and the reconstruction UNet frozen
-    (``lr_unet`` 0), whose forward passes are most of such a step (a 64 px step 1.22x faster, a
-    128 px step 1.27x; docs/results.md, round 10). A CPU step that trains the UNet gained nothing
-    and float32 training was 0.90x, so those keep the default layout. :func:`demo_settings` and
-    ``diffad train`` / ``pretrain`` / ``benchmark`` (unless ``--no-channels-last``) follow it."""
+def cpu_speedups(device: str, amp: str, lr_unet: float) -> dict[str, Any]:
+    """The speed settings that make a training run faster where they are not on by default: on a
+    CPU, with bfloat16 autocast (``amp`` "bf16") and the reconstruction UNet frozen (``lr_unet``
+    0), whose two forward passes are most of such a step. There ``channels_last`` (oneDNN's bf16
+    convolutions run faster in that layout: a 64 px step 1.22x, a 128 px step 1.27x; a CPU step
+    that trains the UNet gained nothing and float32 training was 0.90x; docs/results.md, round 10)
+    and, where openvino is installed, ``unet_engine`` "openvino" (the frozen UNet's passes in
+    OpenVINO, :mod:`diffad_core.engine`; round 12). ``{}`` otherwise. :func:`demo_settings` and
+    ``diffad train`` / ``pretrain`` / ``benchmark`` follow it, unless the command line gives the
+    setting."""
+    from .engine import openvino_available
     from .runtime import resolve_device
 
-    return resolve_device(device).type == "cpu" and amp == "bf16" and lr_unet == 0
+    if resolve_device(device).type != "cpu" or amp != "bf16" or lr_unet != 0:
+        return {}
+    return {"channels_last": True, **({"unet_engine": "openvino"} if openvino_available() else {})}
 
 
 def _layout_note(config: TrainConfig) -> str:
@@ -359,8 +367,7 @@ def demo(
     overrides: dict[str, Any] = {"minutes": plan.minutes_each(minutes, len(chosen)), "device": device}
     if init is not None:
         overrides["init"] = init
-    overrides.update(demo_settings(device, preset, init))
-    overrides.update({k: v for k, v in (("amp", amp), ("lr_unet", lr_unet)) if v is not None})
+    overrides.update(demo_settings(device, preset, init, amp=amp, lr_unet=lr_unet))
     config = TrainConfig.from_preset(preset, **overrides)
     eval_config = EvalConfig(device=device)
     jobs = [(data, c, config, out / "runs" / c, eval_config, n_threads) for c in chosen]

@@ -157,8 +157,9 @@ def test_every_training_and_evaluation_setting_has_a_help_line():
     assert "training budget in wall-clock minutes" in " ".join(text.split())
 
 
-def test_training_commands_turn_channels_last_on_where_it_pays() -> None:
+def test_training_commands_turn_the_speed_settings_on_where_they_pay() -> None:
     from diffad_core.cli import _train_config, build_parser
+    from diffad_core.engine import openvino_available
 
     def config(*options: str):
         return _train_config(build_parser().parse_args(["train", "--data", "d", "--category", "c", "--out", "o", *options]))
@@ -169,3 +170,9 @@ def test_training_commands_turn_channels_last_on_where_it_pays() -> None:
     assert not config("--device", "cpu", "--amp", "bf16").channels_last  # a joint step gains nothing
     assert not config("--device", "cpu", "--lr-unet", "0", "--amp", "off").channels_last  # float32 was slower
     assert config("--device", "cpu", "--channels-last").channels_last
+    engine = "openvino" if openvino_available() else "torch"
+    assert config(*frozen).unet_engine == engine  # the frozen UNet's passes in OpenVINO where installed
+    assert config(*frozen, "--unet-engine", "torch").unet_engine == "torch"
+    assert config(*frozen, "--no-channels-last").unet_engine == engine  # each setting on its own
+    for other in (("--device", "cpu", "--amp", "bf16"), ("--device", "cpu", "--lr-unet", "0", "--amp", "off")):
+        assert config(*other).unet_engine == "torch"

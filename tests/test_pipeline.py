@@ -125,15 +125,21 @@ def test_demo_plan_shares_the_cores_out(monkeypatch) -> None:
 
 
 def test_demo_settings_freeze_the_pretrained_unet_on_a_cpu_only_when_it_is_trained() -> None:
+    from diffad_core.engine import openvino_available
     from diffad_core.pipeline import demo_settings
     from diffad_core.runtime import cpu_has_native_bf16
 
     bf16 = {"amp": "bf16"} if cpu_has_native_bf16() else {}
-    frozen = {**bf16, "lr_unet": 0.0, **({"channels_last": True} if bf16 else {})}  # NHWC pays for bf16 forwards
+    speedups = {"channels_last": True, **({"unet_engine": "openvino"} if openvino_available() else {})}
+    frozen = {**bf16, "lr_unet": 0.0, **(speedups if bf16 else {})}  # faster bf16 forwards of the frozen UNet
     assert demo_settings("cpu") == frozen  # tiny starts from the pretrained weights
     assert demo_settings("cpu", "tiny", "scratch") == bf16  # a random UNet is never frozen
     assert demo_settings("cpu", "paper") == bf16  # paper starts from scratch
     assert demo_settings("cpu", "paper", "some/model.safetensors") == frozen
+    # the speed settings follow an amp or lr_unet given by the caller
+    assert demo_settings("cpu", lr_unet=5e-4) == {**bf16, "lr_unet": 5e-4}
+    assert demo_settings("cpu", amp="off") == {"amp": "off", "lr_unet": 0.0}
+    assert demo_settings("cpu", amp="bf16") == {"amp": "bf16", "lr_unet": 0.0, **speedups}
 
 
 def test_training_logs_name_the_departures_from_the_released_recipe() -> None:

@@ -75,7 +75,8 @@ def main() -> None:
     if args.minutes is None:
         args.minutes = plan.minutes_each(DEMO_MINUTES, len(args.categories))
     settings = dict(args.settings)
-    overrides = {**demo_settings("cpu", "tiny", settings.get("init")), **settings}  # the demo's unless --set says otherwise
+    demo = demo_settings("cpu", "tiny", settings.get("init"), amp=settings.get("amp"), lr_unet=settings.get("lr_unet"))
+    overrides = {**demo, **settings}  # the demo's unless --set says otherwise
     config = TrainConfig.from_preset("tiny", minutes=args.minutes, device="cpu", **overrides)
     args.out.mkdir(parents=True, exist_ok=True)
     train_root = args.out.parent / "data-seed0"
