@@ -17,8 +17,9 @@ like the UNet, ``eps = unet(x_t, t)``, inside the unchanged loss (``TrainConfig.
 * **Determinism**: one compiled model per run, the same draws in, the same eps out, so a resumed
   run repeats the uninterrupted one.
 
-Needs ``pip install openvino`` (part of the ``dev`` extra); :func:`openvino_available` says
-whether it is installed.
+Needs ``pip install openvino`` (part of the ``export`` and ``dev`` extras, so ``make setup`` installs
+it); :func:`openvino_available` says whether it is installed. Where it is,
+:func:`diffad_core.pipeline.cpu_speedups` turns the engine on for bf16 runs with the UNet frozen.
 """
 
 from __future__ import annotations
@@ -29,10 +30,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-__all__ = ["UNET_ENGINES", "OpenVINOUNet", "openvino_available"]
-
-#: Values of ``TrainConfig.unet_engine``.
-UNET_ENGINES: tuple[str, ...] = ("torch", "openvino")
+__all__ = ["OpenVINOUNet", "openvino_available"]
 
 
 def openvino_available() -> bool:
