@@ -77,7 +77,6 @@ class OpenVINOUNet:
         self._compiled = ov.Core().compile_model(converted, "CPU", properties)
         self._request = self._compiled.create_infer_request()
         self.shape = (channels, image_size, image_size)
-        self.bf16 = bf16
 
     def __call__(self, x_t: Tensor, t: Tensor) -> Tensor:
         if x_t.device.type != "cpu" or tuple(x_t.shape[1:]) != self.shape:

@@ -275,13 +275,14 @@ def demo_settings(device: str = "auto", preset: str = "tiny", init: Optional[str
     from .config import TRAIN_PRESETS
     from .runtime import cpu_has_native_bf16, resolve_device
 
+    given = {k: v for k, v in (("amp", amp), ("lr_unet", lr_unet)) if v is not None}
     if resolve_device(device).type != "cpu":
-        return {k: v for k, v in (("amp", amp), ("lr_unet", lr_unet)) if v is not None}
+        return given
     settings: dict[str, Any] = {"amp": "bf16"} if cpu_has_native_bf16() else {}
     start = init if init is not None else TRAIN_PRESETS.get(preset, {}).get("init", "scratch")
     if start != "scratch":
         settings["lr_unet"] = 0.0
-    settings.update({k: v for k, v in (("amp", amp), ("lr_unet", lr_unet)) if v is not None})
+    settings.update(given)
     base = TrainConfig.from_preset(preset, **settings)
     settings.update(cpu_speedups(device, base.amp, base.lr_unet))
     return settings
