@@ -4,7 +4,8 @@ Two formats:
 
 * **Training checkpoints** (``*.pt``): a ``torch.save`` dict holding only tensors, numbers, strings,
   lists and dicts - model and optimizer state (and the moving average of the weights when the run
-  keeps one), the step, RNG states, and the configs as JSON strings.
+  keeps one, and in a finished run's last checkpoint the model it returned when that is a third
+  one), the step, RNG states, and the configs as JSON strings.
   They are loaded with ``torch.load(weights_only=True)``, which refuses any other pickled object, so
   a checkpoint from someone else cannot run code.
 * **Weights** (``*.safetensors``): the model's tensors plus its config as JSON metadata, for sharing
@@ -59,12 +60,15 @@ def save_checkpoint(
     rng: Optional[dict[str, torch.Tensor]] = None,
     extra: Optional[dict[str, Any]] = None,
     average: Optional[torch.nn.Module] = None,
+    result: Optional[torch.nn.Module] = None,
 ) -> Path:
     """Atomically write a training checkpoint (see the module docstring for what it holds).
 
     ``average`` is the run's moving average of the weights (``TrainConfig.ema_decay``), stored
     beside the live weights: training resumes from ``model``, and :func:`load_model` returns the
-    average, which is what the run's ``model.safetensors`` holds.
+    average, which is what the run's ``model.safetensors`` holds. ``result`` is the model a
+    finished run returned when it is neither (its BatchNorm statistics recomputed,
+    ``TrainConfig.bn_batches``); :func:`load_model` then returns it, and resuming ignores it.
     """
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -79,6 +83,8 @@ def save_checkpoint(
     }
     if average is not None:
         payload["average"] = {k: v.detach().cpu() for k, v in average.state_dict().items()}
+    if result is not None:
+        payload["result"] = {k: v.detach().cpu() for k, v in result.state_dict().items()}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return Path(path)
@@ -195,7 +201,8 @@ def load_model(path: PathLike, map_location: Union[str, torch.device] = "cpu") -
         provenance = {k: info["metadata"][k] for k in PROVENANCE_KEYS if k in info["metadata"]}
     else:
         info = load_checkpoint(file, map_location="cpu")
-        state = info.get("average") or info["model"]  # the model a run returns: the average when it kept one
+        # the model a run returned: its recomputed copy, else the average when it kept one
+        state = info.get("result") or info.get("average") or info["model"]
         calibration = info["extra"].get("calibration")
         provenance = info["extra"].get("provenance") or {}
     try:

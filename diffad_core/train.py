@@ -12,6 +12,11 @@ One training step:
 5. with ``ema_decay`` > 0, fold the new weights into their moving average (:class:`_WeightAverage`),
    which is then the model the run returns and saves (not in the release).
 
+After the last step, with ``bn_batches`` > 0, a copy of that model gets its SegNet BatchNorm
+statistics recomputed over fresh training batches (:func:`recompute_batchnorm`, not in the
+release); the copy is what the run returns and writes to ``model.safetensors``, the checkpoint
+keeps the training state as it was.
+
 Reproducibility and resuming: every random draw of step ``s`` comes from generators seeded by
 ``(seed, s, rank)`` and the epoch permutations from ``(seed, epoch)``, so a run killed and resumed
 from its last checkpoint (which also holds the Adam moments and the weight average) ends with the
@@ -44,10 +49,11 @@ from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint, save_
 from .files import atomic_path, remove_stale_temporaries, trim_jsonl
 from .losses import LossOutput, diffusionad_loss, sample_timesteps, segmentation_loss
 from .model import DiffusionAD
+from .reconstruction import norm_guided_forward
 from .runtime import (Networks, autocast, compile_networks, distributed, memory_format, randn,
                       resolve_device, rng_state, set_rng_state, use_bf16)
 
-__all__ = ["TrainConfig", "TRAIN_PRESETS", "fit", "FitResult", "TrainingError"]
+__all__ = ["TrainConfig", "TRAIN_PRESETS", "fit", "FitResult", "TrainingError", "recompute_batchnorm"]
 
 
 
@@ -409,7 +415,94 @@ def _reuse_reconstruction(run: _Run, x: Tensor, x0_guided: Tensor, mask: Tensor,
         run.opt_seg.step()
 
 
-def _save(run: _Run, step_done: int, seconds: float) -> Optional[Path]:
+@torch.no_grad()
+def recompute_batchnorm(
+    model: DiffusionAD,
+    images: Tensor,
+    *,
+    kind: str = "texture",
+    foreground: Optional[Tensor] = None,
+    batches: int = 20,
+    batch_size: int = 16,
+    p_anomaly: float = 0.5,
+    t_s_max: int = 300,
+    w: float = 1.0,
+    anomaly_source: Optional[str] = None,
+    exposure_jitter: float = 0.0,
+    seed: int = 0,
+    bf16: bool = False,
+    unet: Optional[Any] = None,
+) -> int:
+    """Recompute the SegNet's BatchNorm running statistics with the final weights (not in the release).
+
+    While training, each BatchNorm keeps a running average over its recent batches, taken while
+    the weights moved; the weight average (``ema_decay``) averages those statistics again. This
+    replaces them by the plain average over ``batches`` fresh training batches drawn as training
+    draws them (normal ``images`` (N, 3, H, W) uint8 or in [0, 1], the exposure jitter, synthetic
+    anomalies with ``p_anomaly``, t_s ~ U{0..t_s_max-1}, t_b ~ U{t_s_max..T-1}, the norm-guided
+    pass; seeded by ``seed``, apart from the training steps' draws), the way SWA recomputes them
+    after averaging. Nothing else changes. Returns the number of BatchNorm layers recomputed (0:
+    the SegNet has none). :func:`fit` calls it with ``TrainConfig.bn_batches`` batches.
+    """
+    from .synthesis import AnomalySynthesizer
+
+    norms = [m for m in model.segnet.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
+    if images.shape[0] == 0 or batches < 1 or batch_size < 2:
+        raise ValueError(f"recompute_batchnorm needs images, batches >= 1 and batch_size >= 2 "
+                         f"(got {images.shape[0]} images, batches={batches}, batch_size={batch_size})")
+    synth = AnomalySynthesizer(kind=kind, p_anomaly=p_anomaly, anomaly_source=anomaly_source)
+    device, T = model.device, model.schedule.num_train_timesteps
+    was_training, momenta = model.training, [m.momentum for m in norms]
+    model.eval()
+    try:
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average: every batch counts the same
+            m.train()
+        for b in range(batches):
+            gen = torch.Generator(device="cpu").manual_seed(_seed(seed, b, 29, 1))
+            idx = torch.randint(images.shape[0], (batch_size,), generator=gen)
+            x = images[idx].to(device).float()
+            x = x / 255.0 if images.dtype == torch.uint8 else x
+            if exposure_jitter > 0:
+                x = jitter_exposure(x, exposure_jitter, gen)
+            fg = foreground[idx].to(device).float() if foreground is not None else None
+            syn = synth(x, fg, generator=gen)
+            x_model = model.to_model_space(syn.image)
+            t_s = sample_timesteps(batch_size, 0, t_s_max, generator=gen).to(device)
+            t_b = sample_timesteps(batch_size, t_s_max, T, generator=gen).to(device)
+            noise_s, noise_b = (randn(x_model.shape, generator=gen, device=device) for _ in range(2))
+            with autocast(bf16, device):
+                guided = norm_guided_forward(unet or model.unet, model.schedule, x_model, t_s, t_b, w,
+                                             noise_s=noise_s, noise_b=noise_b)
+            model.segnet(torch.cat([x_model, guided.x0_guided.float()], dim=1))
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        model.train(was_training)
+    return len(norms)
+
+
+def _final_model(run: _Run) -> DiffusionAD:
+    """What the run returns and saves: its weight average (or last weights), with the SegNet's
+    BatchNorm statistics recomputed when ``bn_batches`` > 0 - on a copy, so the training state
+    (and a resumed run) never sees them."""
+    cfg = run.config
+    if cfg.bn_batches == 0:
+        return run.final
+    import copy
+
+    final = copy.deepcopy(run.final).requires_grad_(False)
+    recompute_batchnorm(final, run.images, kind=run.kind, foreground=run.foreground, batches=cfg.bn_batches,
+                        batch_size=run.local_batch, p_anomaly=cfg.p_anomaly, t_s_max=cfg.t_s_max, w=cfg.w,
+                        anomaly_source=cfg.anomaly_source, exposure_jitter=cfg.exposure_jitter, seed=cfg.seed,
+                        bf16=run.use_amp)
+    return final
+
+
+def _save(run: _Run, step_done: int, seconds: float, final: Optional[DiffusionAD] = None) -> Optional[Path]:
     """Write the training checkpoint (rank 0 only); refuses non-finite weights."""
     path = run.checkpoint
     if path is None or run.rank != 0:
@@ -417,13 +510,14 @@ def _save(run: _Run, step_done: int, seconds: float) -> Optional[Path]:
     if not _all_finite(run.model):
         kept = f"kept the last good checkpoint {path}" if path.is_file() else "no checkpoint was written"
         raise TrainingError(f"non-finite weights at step {step_done}; {kept}")
-    final = run.final
+    final = final if final is not None else run.final  # the returned model's calibration and provenance
     return save_checkpoint(
         path, model=run.model, optimizers={"unet": run.opt_unet, "seg": run.opt_seg}, schedulers=run.schedulers,
         step=step_done, train_config=run.config.to_dict(), rng=rng_state(),
         extra={"seconds": seconds, "kind": run.kind, "calibration": getattr(final, "calibration", None),
                "provenance": getattr(final, "provenance", None)},
         average=run.average.model if run.average is not None else None,
+        result=final if final is not run.final else None,
     )
 
 
@@ -479,7 +573,8 @@ def fit(
         model: start from this model instead of the one ``config.init`` names (a previous run's
             result too). It is trained in place and its parameters require gradients afterwards;
             with ``config.ema_decay`` > 0 the result's model is a separate module, the average of
-            its weights.
+            its weights, and with ``config.bn_batches`` > 0 a copy whose SegNet BatchNorm statistics
+            were recomputed (:func:`recompute_batchnorm`).
         provenance: what the run was trained on (category, data root, ...), stored in the weights'
             metadata and the checkpoint; ``load_model`` puts it on ``model.provenance``.
 
@@ -530,7 +625,7 @@ def fit(
         run.model.unet.requires_grad_(True)  # undo lr_unet 0's freeze on a model passed in
     seconds = run.elapsed_before + time.perf_counter() - t0
     run.model.eval()
-    final = run.final
+    final = _final_model(run)
     if run.val_images.shape[0] and run.rank == 0:  # thresholds from the held-out images, never test labels
         from .calibration import calibrate
         from .inference import EvalConfig
@@ -542,7 +637,7 @@ def fit(
     result = FitResult(model=final, steps=step, seconds=seconds, history=history, out_dir=run.out,
                        calibration=getattr(final, "calibration", None))
     if run.out is not None and run.rank == 0:
-        result.checkpoint = _save(run, step, seconds)
+        result.checkpoint = _save(run, step, seconds, final)
         result.weights = save_weights(run.out / "model.safetensors", final,
                                       metadata={"steps": str(step), **final.provenance})
     if run.world > 1:

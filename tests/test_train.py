@@ -290,3 +290,50 @@ def test_channels_last_frozen_run_saves_a_model_that_loads_and_predicts_alike(tm
     a = result.model.eval().predict(x, generator=torch.Generator().manual_seed(0), top_k=8)
     b = loaded.predict(x, generator=torch.Generator().manual_seed(0), top_k=8)
     assert torch.allclose(a.anomaly_map, b.anomaly_map, atol=1e-5)
+
+
+def _norm_buffers(model) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.segnet.state_dict().items() if "running" in k}
+
+
+def test_recompute_batchnorm_replaces_only_the_segnet_statistics_deterministically():
+    from diffad_core import DiffusionAD
+    from diffad_core.train import recompute_batchnorm
+
+    model = DiffusionAD.from_preset("tiny", image_size=32).eval()
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "num_batches" not in k}
+    before = _norm_buffers(model)
+    images = (_images(6) * 255).to(torch.uint8)
+    n = recompute_batchnorm(model, images, kind="texture", batches=2, batch_size=4, p_anomaly=0.75, seed=1)
+    assert n == sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.segnet.modules()) > 0
+    after = _norm_buffers(model)
+    assert all(not torch.equal(before[k], after[k]) for k in before)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())  # weights unchanged
+    assert not model.training and all(m.momentum == 0.1 for m in model.segnet.modules()
+                                      if isinstance(m, torch.nn.BatchNorm2d))
+    recompute_batchnorm(model, images, kind="texture", batches=2, batch_size=4, p_anomaly=0.75, seed=1)
+    assert all(torch.equal(after[k], v) for k, v in _norm_buffers(model).items())  # same seed, same statistics
+    recompute_batchnorm(model, images, kind="texture", batches=2, batch_size=4, p_anomaly=0.75, seed=2)
+    assert any(not torch.equal(after[k], v) for k, v in _norm_buffers(model).items())
+    with pytest.raises(ValueError, match="batch_size >= 2"):
+        recompute_batchnorm(model, images, batch_size=1)
+    model.segnet = torch.nn.Conv2d(6, 1, 1)
+    assert recompute_batchnorm(model, images) == 0  # nothing to recompute
+
+
+def test_bn_batches_run_returns_recomputed_statistics_and_resumes_exactly(tmp_path):
+    full = fit(_config(steps=4, bn_batches=2), _images(), out_dir=tmp_path / "full", progress=False)
+    plain = fit(_config(steps=4, bn_batches=0), _images(), out_dir=tmp_path / "plain", progress=False)
+    ckpt = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
+    returned = _state(full.model)
+    for k, v in ckpt["average"].items():  # the training state is untouched: same weights and statistics as bn 0
+        assert torch.equal(v, _state(plain.model)[k]), k
+        if "running" not in k and "num_batches" not in k:  # the statistics and their batch count differ
+            assert torch.equal(v, returned[k]), k
+    assert any(not torch.equal(ckpt["average"][k], returned[k]) for k in returned if "running" in k)
+    for source in (tmp_path / "full" / "model.safetensors", tmp_path / "full" / "checkpoint.pt"):
+        loaded = load_model(source).state_dict()
+        assert all(torch.equal(v, loaded[k]) for k, v in returned.items()), source.name
+    fit(_config(steps=2, bn_batches=2), _images(), out_dir=tmp_path / "part", progress=False)
+    resumed = fit(_config(steps=4, bn_batches=2), _images(), out_dir=tmp_path / "part", resume=True, progress=False)
+    assert all(torch.equal(v, _state(resumed.model)[k]) for k, v in returned.items())

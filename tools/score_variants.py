@@ -2,6 +2,8 @@
 
     python tools/score_variants.py runs/tune --blur 0 0.5 1 2 4
     python tools/score_variants.py runs/tune --top-k 10 25 50 100 200 400 4096
+    python tools/score_variants.py runs/tune --flips 1 2 4 8
+    python tools/score_variants.py runs/tune --bn saved normal train
 
 Every row folder under ROOT that holds ``<category>/train/model.safetensors`` for the four mini
 categories (what ``tools/tune_demo.py`` leaves behind) is a row. Each model is run once on the
@@ -14,6 +16,14 @@ cancels out of their differences (a paired comparison):
   map's side); pixel scores and the image score (top-50 mean) both come from the blurred map.
   The released metric code does not blur; PatchCore, PaDiM and anomalib do.
 - ``--top-k K...``: the image score is the mean of the K largest values of M (the paper: 50).
+- ``--flips N...``: M is the mean of the SegNet's maps over the first N symmetries of the square
+  (:mod:`diffad_core.tta`; 1 is the released inference). The SegNet runs once per symmetry on the
+  same reconstruction x0_g, recorded in one pass, so the variants share x0_g exactly.
+- ``--bn saved normal train``: the SegNet's BatchNorm statistics as the model file holds them, or
+  recomputed from the category's ``ROOT/data-seed0`` ``train/good`` images (the demo's training
+  folder): ``normal`` from those images alone at the inference setting (:func:`recompute_on_normal`),
+  ``train`` from training batches with synthetic anomalies drawn as the row's run drew them
+  (:func:`diffad_core.train.recompute_batchnorm`). Same noise and x0_g in every variant.
 
 Prints per row the mean over the categories of image AUROC / pixel AUROC / AUPRO per variant, then
 per variant the mean gain of S = (image + pixel AUROC) / 2 over the first variant and in how many
@@ -30,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy import ndimage
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -37,6 +48,9 @@ from diffad_core import MINI_CATEGORIES, EvalConfig, load_model, load_tensors, o
 from diffad_core.inference import predict_split  # noqa: E402
 from diffad_core.metrics import aupro, image_auroc, pixel_auroc  # noqa: E402
 from diffad_core.model import image_scores  # noqa: E402
+from diffad_core.runtime import Networks  # noqa: E402
+from diffad_core.train import TrainConfig, recompute_batchnorm  # noqa: E402
+from diffad_core.tta import SYMMETRIES, FlipAveragedSegNet  # noqa: E402
 
 VAL_SEEDS = (1, 2)
 CATEGORIES = list(MINI_CATEGORIES)
@@ -65,6 +79,89 @@ def score_maps(maps: np.ndarray, labels: np.ndarray, masks: np.ndarray, *, sigma
     return float(image_auroc(score, labels)), float(pixel_auroc(m, masks)), float(aupro(m, masks))
 
 
+class _RecordingSegNet(nn.Module):
+    """Runs the SegNet under every symmetry, keeps the eight maps of each batch, returns the plain one."""
+
+    def __init__(self, segnet: nn.Module) -> None:
+        super().__init__()
+        self.tta = FlipAveragedSegNet(segnet, len(SYMMETRIES))
+        self.batches: list[torch.Tensor] = []
+
+    def forward(self, pair: torch.Tensor) -> torch.Tensor:
+        maps = self.tta.maps(pair)
+        self.batches.append(torch.stack(maps)[:, :, 0].float().cpu())
+        return maps[0]
+
+
+class _Recorder:
+    """A predictor for ``predict_split`` whose SegNet records every symmetry's map."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.segnet = _RecordingSegNet(model.segnet)
+        self.image_size = model.image_size
+
+    def eval(self):
+        self.model.eval()
+        return self
+
+    def to(self, *args, **kwargs):
+        self.model.to(*args, **kwargs)
+        return self
+
+    def predict(self, images, **kwargs):
+        return self.model.predict(images, nets=Networks(self.model.unet, self.segnet), **kwargs)
+
+
+def flip_maps(model, test) -> tuple[np.ndarray, "object"]:
+    """(8, N, H, W) maps of every symmetry (same x0_g) and the plain predictions."""
+    recorder = _Recorder(model)
+    pred = predict_split(recorder, test, EvalConfig(num_figures=0, device="cpu"))
+    return torch.cat(recorder.segnet.batches, dim=1).numpy(), pred
+
+
+@torch.no_grad()
+def recompute_on_normal(model, images: torch.Tensor, batch_size: int = 16) -> None:
+    """BatchNorm statistics from normal images alone at the inference setting (round 15's R1)."""
+    norms = [m for m in model.segnet.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    model.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    generator = torch.Generator().manual_seed(0)
+    for start in range(0, images.shape[0], batch_size):
+        x = images[start : start + batch_size].float() / 255.0
+        if x.shape[0] > 1:
+            model.segment(x, model.reconstruct(x, generator=generator).x0_guided.float())
+    model.eval()
+
+
+def recompute_like_training(model, row: Path, category: str, train) -> None:
+    """BatchNorm statistics from training batches drawn as the row's run drew them (R2)."""
+    cfg = TrainConfig.from_dict(json.loads((row / category / "train" / "train_config.json").read_text()))
+    recompute_batchnorm(model, train.images, kind=train.kind, foreground=train.foreground,
+                        batch_size=cfg.batch_size, p_anomaly=cfg.p_anomaly, t_s_max=cfg.t_s_max, w=cfg.w,
+                        anomaly_source=cfg.anomaly_source, seed=cfg.seed)
+
+
+def score_batchnorm_variants(row: Path, c: str, size: int, train: dict, tests: dict, variants, names, per,
+                             root: Path) -> None:
+    """Each ``--bn`` variant: the model with its statistics recomputed once, scored on both seeds."""
+    images = train[c] if size == 64 else load_tensors(open_dataset(root / "data-seed0", c, "train", image_size=size))
+    for name, (_, value) in zip(names, variants):
+        model = load_model(row / c / "train" / "model.safetensors")
+        if value == "normal":
+            recompute_on_normal(model, images.images)
+        elif value == "train":
+            recompute_like_training(model, row, c, images)
+        for seed in VAL_SEEDS:
+            test = tests[seed, c] if size == 64 else load_tensors(
+                open_dataset(root / f"data-seed{seed}", c, "test", image_size=size))
+            pred = predict_split(model, test, EvalConfig(num_figures=0, device="cpu"))
+            per[name].append(score_maps(pred.maps.astype(np.float32), pred.labels, pred.masks.astype(bool)))
+
+
 def paired_gains(table: dict[str, dict[str, list[float]]], reference: str) -> dict[str, dict[str, float]]:
     """Per variant: mean over rows of S(variant) - S(reference), rows with a gain, mean AUPRO change.
 
@@ -86,13 +183,26 @@ def main() -> None:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--blur", type=float, nargs="+", help="Gaussian std in px at 64 px; the first is the reference")
     group.add_argument("--top-k", type=int, nargs="+", help="image-score k values; the first is the reference")
+    group.add_argument("--flips", type=int, nargs="+", choices=(1, 2, 4, 8),
+                       help="symmetries averaged (diffad_core.tta); the first is the reference")
+    group.add_argument("--bn", nargs="+", choices=("saved", "normal", "train"),
+                       help="SegNet BatchNorm statistics: as saved, or recomputed from train/good; the first is the reference")
+    parser.add_argument("--rows", nargs="+", default=None, help="only these row folders (names under ROOT)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    variants = [("blur", s) for s in args.blur] if args.blur else [("top_k", k) for k in args.top_k]
-    names = [f"{kind}={value:g}" for kind, value in variants]
+    if args.blur:
+        variants = [("blur", s) for s in args.blur]
+    elif args.top_k:
+        variants = [("top_k", k) for k in args.top_k]
+    elif args.flips:
+        variants = [("flips", n) for n in args.flips]
+    else:
+        variants = [("bn", v) for v in args.bn]
+    names = [f"{kind}={value}" if isinstance(value, str) else f"{kind}={value:g}" for kind, value in variants]
     rows = sorted(p for p in args.root.iterdir()
-                  if all((p / c / "train" / "model.safetensors").is_file() for c in CATEGORIES))
+                  if all((p / c / "train" / "model.safetensors").is_file() for c in CATEGORIES)
+                  and (args.rows is None or p.name in args.rows))
     if not rows:
         raise SystemExit(f"no tune_demo rows (<row>/<category>/train/model.safetensors) under {args.root}")
     tests = {}
@@ -102,17 +212,30 @@ def main() -> None:
             raise SystemExit(f"{data} is missing: run tools/tune_demo.py once, which writes it")
         for c in CATEGORIES:
             tests[seed, c] = load_tensors(open_dataset(data, c, "test", image_size=64))
+    train = {}
+    if variants[0][0] == "bn":
+        for c in CATEGORIES:
+            train[c] = load_tensors(open_dataset(args.root / "data-seed0", c, "train", image_size=64))
     table: dict[str, dict[str, list[float]]] = {}
     for row in rows:
         per: dict[str, list[tuple[float, float, float]]] = {n: [] for n in names}
         for c in CATEGORIES:
             model = load_model(row / c / "train" / "model.safetensors")
+            if variants[0][0] == "bn":
+                score_batchnorm_variants(row, c, model.image_size, train, tests, variants, names, per, args.root)
+                continue
             for seed in VAL_SEEDS:
                 test = tests[seed, c] if model.image_size == 64 else load_tensors(
                     open_dataset(args.root / f"data-seed{seed}", c, "test", image_size=model.image_size))
-                pred = predict_split(model, test, EvalConfig(num_figures=0, device="cpu"))
+                if variants[0][0] == "flips":
+                    every, pred = flip_maps(model, test)
+                else:
+                    pred = predict_split(model, test, EvalConfig(num_figures=0, device="cpu"))
                 masks = pred.masks.astype(bool)
                 for name, (kind, value) in zip(names, variants):
+                    if kind == "flips":
+                        per[name].append(score_maps(every[: int(value)].mean(0), pred.labels, masks))
+                        continue
                     kw = {"sigma": value} if kind == "blur" else {"top_k": int(value)}
                     per[name].append(score_maps(pred.maps.astype(np.float32), pred.labels, masks, **kw))
         table[row.name] = {n: np.mean(v, axis=0).tolist() for n, v in per.items()}
