@@ -431,7 +431,6 @@ def recompute_batchnorm(
     exposure_jitter: float = 0.0,
     seed: int = 0,
     bf16: bool = False,
-    unet: Optional[Any] = None,
 ) -> int:
     """Recompute the SegNet's BatchNorm running statistics with the final weights (not in the release).
 
@@ -475,7 +474,7 @@ def recompute_batchnorm(
             t_b = sample_timesteps(batch_size, t_s_max, T, generator=gen).to(device)
             noise_s, noise_b = (randn(x_model.shape, generator=gen, device=device) for _ in range(2))
             with autocast(bf16, device):
-                guided = norm_guided_forward(unet or model.unet, model.schedule, x_model, t_s, t_b, w,
+                guided = norm_guided_forward(model.unet, model.schedule, x_model, t_s, t_b, w,
                                              noise_s=noise_s, noise_b=noise_b)
             model.segnet(torch.cat([x_model, guided.x0_guided.float()], dim=1))
     finally:
