@@ -84,3 +84,33 @@ def test_score_variants_names_what_is_missing(tmp_path, monkeypatch):
         (tmp_path / "row" / category / "train" / "model.safetensors").write_bytes(b"")
     with pytest.raises(SystemExit, match="data-seed1 is missing: run tools/tune_demo.py once"):
         variants.main()
+
+
+def test_recording_segnet_keeps_every_symmetry_and_returns_the_plain_map():
+    import torch
+    from torch import nn
+
+    from diffad_core.tta import FlipAveragedSegNet
+
+    torch.manual_seed(0)
+    segnet = nn.Sequential(nn.Conv2d(6, 1, 3, padding=1), nn.Sigmoid())
+    recorder = variants._RecordingSegNet(segnet)
+    pair = torch.rand(2, 6, 8, 8)
+    assert torch.equal(recorder(pair), segnet(pair))
+    assert recorder.batches[0].shape == (8, 2, 8, 8)
+    torch.testing.assert_close(recorder.batches[0].mean(0), FlipAveragedSegNet(segnet, 8)(pair)[:, 0])
+
+
+def test_recompute_on_normal_changes_only_the_segnet_statistics():
+    import torch
+
+    from diffad_core import DiffusionAD
+
+    model = DiffusionAD.from_preset("tiny", image_size=32).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    images = (torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    variants.recompute_on_normal(model, images, batch_size=2)  # batches of 2, 2 and a skipped single image
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("segnet.") and ("running" in k or "num_batches" in k) for k in changed)
+    assert not model.training
