@@ -36,7 +36,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional, Union
+from typing import Any, Callable, Iterator, Literal, Optional, Union
 
 import numpy as np
 import torch
@@ -53,7 +53,8 @@ from .reconstruction import norm_guided_forward
 from .runtime import (Networks, autocast, compile_networks, distributed, memory_format, randn,
                       resolve_device, rng_state, set_rng_state, use_bf16)
 
-__all__ = ["TrainConfig", "TRAIN_PRESETS", "fit", "FitResult", "TrainingError", "recompute_batchnorm"]
+__all__ = ["TrainConfig", "TRAIN_PRESETS", "fit", "FitResult", "TrainingError", "recompute_batchnorm",
+           "collecting_batchnorm_statistics"]
 
 
 
@@ -415,6 +416,25 @@ def _reuse_reconstruction(run: _Run, x: Tensor, x0_guided: Tensor, mask: Tensor,
         run.opt_seg.step()
 
 
+@contextlib.contextmanager
+def collecting_batchnorm_statistics(module: nn.Module) -> Iterator[list[nn.Module]]:
+    """Inside the block every BatchNorm layer of ``module`` starts from empty running statistics
+    and averages each batch it sees with equal weight (train mode, momentum None); afterwards
+    their momentum and ``module``'s train/eval mode are restored. Yields the layers."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    was_training, momenta = module.training, [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    try:
+        yield norms
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        module.train(was_training)
+
+
 @torch.no_grad()
 def recompute_batchnorm(
     model: DiffusionAD,
@@ -445,41 +465,35 @@ def recompute_batchnorm(
     """
     from .synthesis import AnomalySynthesizer
 
-    norms = [m for m in model.segnet.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.segnet.modules()):
         return 0
     if images.shape[0] == 0 or batches < 1 or batch_size < 2:
         raise ValueError(f"recompute_batchnorm needs images, batches >= 1 and batch_size >= 2 "
                          f"(got {images.shape[0]} images, batches={batches}, batch_size={batch_size})")
     synth = AnomalySynthesizer(kind=kind, p_anomaly=p_anomaly, anomaly_source=anomaly_source)
     device, T = model.device, model.schedule.num_train_timesteps
-    was_training, momenta = model.training, [m.momentum for m in norms]
+    was_training = model.training
     model.eval()
     try:
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average: every batch counts the same
-            m.train()
-        for b in range(batches):
-            gen = torch.Generator(device="cpu").manual_seed(_seed(seed, b, 29, 1))
-            idx = torch.randint(images.shape[0], (batch_size,), generator=gen)
-            x = images[idx].to(device).float()
-            x = x / 255.0 if images.dtype == torch.uint8 else x
-            if exposure_jitter > 0:
-                x = jitter_exposure(x, exposure_jitter, gen)
-            fg = foreground[idx].to(device).float() if foreground is not None else None
-            syn = synth(x, fg, generator=gen)
-            x_model = model.to_model_space(syn.image)
-            t_s = sample_timesteps(batch_size, 0, t_s_max, generator=gen).to(device)
-            t_b = sample_timesteps(batch_size, t_s_max, T, generator=gen).to(device)
-            noise_s, noise_b = (randn(x_model.shape, generator=gen, device=device) for _ in range(2))
-            with autocast(bf16, device):
-                guided = norm_guided_forward(model.unet, model.schedule, x_model, t_s, t_b, w,
-                                             noise_s=noise_s, noise_b=noise_b)
-            model.segnet(torch.cat([x_model, guided.x0_guided.float()], dim=1))
+        with collecting_batchnorm_statistics(model.segnet) as norms:
+            for b in range(batches):
+                gen = torch.Generator(device="cpu").manual_seed(_seed(seed, b, 29, 1))
+                idx = torch.randint(images.shape[0], (batch_size,), generator=gen)
+                x = images[idx].to(device).float()
+                x = x / 255.0 if images.dtype == torch.uint8 else x
+                if exposure_jitter > 0:
+                    x = jitter_exposure(x, exposure_jitter, gen)
+                fg = foreground[idx].to(device).float() if foreground is not None else None
+                syn = synth(x, fg, generator=gen)
+                x_model = model.to_model_space(syn.image)
+                t_s = sample_timesteps(batch_size, 0, t_s_max, generator=gen).to(device)
+                t_b = sample_timesteps(batch_size, t_s_max, T, generator=gen).to(device)
+                noise_s, noise_b = (randn(x_model.shape, generator=gen, device=device) for _ in range(2))
+                with autocast(bf16, device):
+                    guided = norm_guided_forward(model.unet, model.schedule, x_model, t_s, t_b, w,
+                                                 noise_s=noise_s, noise_b=noise_b)
+                model.segnet(torch.cat([x_model, guided.x0_guided.float()], dim=1))
     finally:
-        for m, momentum in zip(norms, momenta):
-            m.momentum = momentum
         model.train(was_training)
     return len(norms)
 

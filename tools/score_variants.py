@@ -49,7 +49,7 @@ from diffad_core.inference import predict_split  # noqa: E402
 from diffad_core.metrics import aupro, image_auroc, pixel_auroc  # noqa: E402
 from diffad_core.model import image_scores  # noqa: E402
 from diffad_core.runtime import Networks  # noqa: E402
-from diffad_core.train import TrainConfig, recompute_batchnorm  # noqa: E402
+from diffad_core.train import TrainConfig, collecting_batchnorm_statistics, recompute_batchnorm  # noqa: E402
 from diffad_core.tta import SYMMETRIES, FlipAveragedSegNet  # noqa: E402
 
 VAL_SEEDS = (1, 2)
@@ -123,18 +123,13 @@ def flip_maps(model, test) -> tuple[np.ndarray, "object"]:
 @torch.no_grad()
 def recompute_on_normal(model, images: torch.Tensor, batch_size: int = 16) -> None:
     """BatchNorm statistics from normal images alone at the inference setting (round 15's R1)."""
-    norms = [m for m in model.segnet.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     model.eval()
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-        m.train()
     generator = torch.Generator().manual_seed(0)
-    for start in range(0, images.shape[0], batch_size):
-        x = images[start : start + batch_size].float() / 255.0
-        if x.shape[0] > 1:
-            model.segment(x, model.reconstruct(x, generator=generator).x0_guided.float())
-    model.eval()
+    with collecting_batchnorm_statistics(model.segnet):
+        for start in range(0, images.shape[0], batch_size):
+            x = images[start : start + batch_size].float() / 255.0
+            if x.shape[0] > 1:
+                model.segment(x, model.reconstruct(x, generator=generator).x0_guided.float())
 
 
 def recompute_like_training(model, row: Path, category: str, train) -> None:
