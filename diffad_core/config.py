@@ -72,6 +72,9 @@ class TrainConfig:
     lr_seg: float = 1e-5
     seg_lr_schedule: Literal["constant", "released"] = "constant"
     t_s_max: int = 300
+    # training draws t_b from [t_s_max, t_b_max) (None: up to T, as released). Inference uses one
+    # pair (t_s 200, t_b 400); a smaller t_b_max trains the SegNet on reconstructions closer to it
+    t_b_max: Optional[int] = None
     w: float = 1.0
     focal_weight: float = 5.0
     focal_alpha: float = 0.5
@@ -121,6 +124,7 @@ class TrainConfig:
             "lr_unet": self.lr_unet >= 0,
             "lr_seg": self.lr_seg > 0,
             "t_s_max": 0 < self.t_s_max < self.num_train_timesteps,
+            "t_b_max": self.t_b_max is None or self.t_s_max < self.t_b_max <= self.num_train_timesteps,
             "p_anomaly": 0.0 <= self.p_anomaly <= 1.0,
             "seg_repeats": isinstance(self.seg_repeats, int) and 1 <= self.seg_repeats <= 64,
             "exposure_jitter": 0.0 <= self.exposure_jitter <= 3.0,
@@ -274,7 +278,8 @@ TRAIN_HELP: dict[str, str] = {
     "lr_unet": "Adam learning rate of the reconstruction UNet (0 freezes it: no gradient flows into it, a step then costs about 0.4x)",
     "lr_seg": "Adam learning rate of the segmentation net",
     "seg_lr_schedule": "SegNet rate: constant, or the released cosine schedule stepped every iteration",
-    "t_s_max": "training draws t_s from [0, t_s_max) and t_b from [t_s_max, T)",
+    "t_s_max": "training draws t_s from [0, t_s_max) and t_b from [t_s_max, t_b_max)",
+    "t_b_max": "upper end of training's t_b draws (none: T, as released; inference uses t_b 400)",
     "w": "norm-guidance weight in training",
     "focal_weight": "weight of the focal loss in the total loss",
     "focal_alpha": "focal loss alpha",

@@ -366,7 +366,7 @@ def _train_step(run: _Run, step: int) -> LossOutput:
     T = cfg.num_train_timesteps
     draws = {
         "t_s": sample_timesteps(local_batch, 0, cfg.t_s_max, generator=gen).to(device),
-        "t_b": sample_timesteps(local_batch, cfg.t_s_max, T, generator=gen).to(device),
+        "t_b": sample_timesteps(local_batch, cfg.t_s_max, cfg.t_b_max or T, generator=gen).to(device),
         "noise_s": randn(x_aug.shape, generator=gen, device=device),
         "noise_b": randn(x_aug.shape, generator=gen, device=device),
     }
@@ -446,6 +446,7 @@ def recompute_batchnorm(
     batch_size: int = 16,
     p_anomaly: float = 0.5,
     t_s_max: int = 300,
+    t_b_max: Optional[int] = None,
     w: float = 1.0,
     anomaly_source: Optional[str] = None,
     exposure_jitter: float = 0.0,
@@ -458,9 +459,9 @@ def recompute_batchnorm(
     the weights moved; the weight average (``ema_decay``) averages those statistics again. This
     replaces them by the plain average over ``batches`` fresh training batches drawn as training
     draws them (normal ``images`` (N, 3, H, W) uint8 or in [0, 1], the exposure jitter, synthetic
-    anomalies with ``p_anomaly``, t_s ~ U{0..t_s_max-1}, t_b ~ U{t_s_max..T-1}, the norm-guided
-    pass; seeded by ``seed``, apart from the training steps' draws), the way SWA recomputes them
-    after averaging. Nothing else changes. Returns the number of BatchNorm layers recomputed (0:
+    anomalies with ``p_anomaly``, t_s ~ U{0..t_s_max-1}, t_b ~ U{t_s_max..t_b_max-1} (None: T-1),
+    the norm-guided pass; seeded by ``seed``, apart from the training steps' draws), the way SWA
+    recomputes them after averaging. Nothing else changes. Returns the number of BatchNorm layers recomputed (0:
     the SegNet has none). :func:`fit` calls it with ``TrainConfig.bn_batches`` batches.
     """
     from .synthesis import AnomalySynthesizer
@@ -487,7 +488,7 @@ def recompute_batchnorm(
                 syn = synth(x, fg, generator=gen)
                 x_model = model.to_model_space(syn.image)
                 t_s = sample_timesteps(batch_size, 0, t_s_max, generator=gen).to(device)
-                t_b = sample_timesteps(batch_size, t_s_max, T, generator=gen).to(device)
+                t_b = sample_timesteps(batch_size, t_s_max, t_b_max or T, generator=gen).to(device)
                 noise_s, noise_b = (randn(x_model.shape, generator=gen, device=device) for _ in range(2))
                 with autocast(bf16, device):
                     guided = norm_guided_forward(model.unet, model.schedule, x_model, t_s, t_b, w,
@@ -509,8 +510,8 @@ def _final_model(run: _Run) -> DiffusionAD:
 
     final = copy.deepcopy(run.final).requires_grad_(False)
     recompute_batchnorm(final, run.images, kind=run.kind, foreground=run.foreground, batches=cfg.bn_batches,
-                        batch_size=run.local_batch, p_anomaly=cfg.p_anomaly, t_s_max=cfg.t_s_max, w=cfg.w,
-                        anomaly_source=cfg.anomaly_source, exposure_jitter=cfg.exposure_jitter, seed=cfg.seed,
+                        batch_size=run.local_batch, p_anomaly=cfg.p_anomaly, t_s_max=cfg.t_s_max, t_b_max=cfg.t_b_max,
+                        w=cfg.w, anomaly_source=cfg.anomaly_source, exposure_jitter=cfg.exposure_jitter, seed=cfg.seed,
                         bf16=run.use_amp)
     return final
 

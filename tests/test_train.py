@@ -147,6 +147,32 @@ def test_exposure_jitter_changes_training_and_off_keeps_the_released_draws():
         TrainConfig(exposure_jitter=-0.1)
 
 
+def test_t_b_max_bounds_the_big_step_draws_and_none_keeps_the_released_ones(monkeypatch):
+    import diffad_core.train as train_module
+
+    drawn = []
+    real = train_module.sample_timesteps
+
+    def recording(n, low, high, generator=None):
+        t = real(n, low, high, generator=generator)
+        drawn.append((low, high, t.clone()))
+        return t
+
+    monkeypatch.setattr(train_module, "sample_timesteps", recording)
+    released = _state(fit(_config(steps=2), _images(), progress=False).model)
+    full = _state(fit(_config(steps=2, t_b_max=1000), _images(), progress=False).model)
+    drawn.clear()
+    narrow = _state(fit(_config(steps=2, t_b_max=320, bn_batches=1), _images(), progress=False).model)
+    assert all(torch.equal(released[k], full[k]) for k in released)  # t_b_max = T is the released draw
+    assert not all(torch.equal(released[k], narrow[k]) for k in released)
+    big = [t for low, high, t in drawn if low == 300]
+    assert len(big) == 3  # two training steps and the one BatchNorm batch
+    assert all(high == 320 and int(t.min()) >= 300 and int(t.max()) < 320 for (low, high, t) in drawn if low == 300)
+    for bad in (300, 1001):
+        with pytest.raises(ValueError, match="t_b_max"):
+            TrainConfig(t_b_max=bad)
+
+
 def test_zero_unet_rate_freezes_the_reconstruction_unet_and_still_trains_the_segnet():
     start = fit(_config(steps=0), _images(), progress=False).model
     frozen = fit(_config(steps=2, lr_unet=0.0), _images(), progress=False).model

@@ -57,7 +57,7 @@ def recomputed(file: Path, data: Path):
     foreground = train.foreground[keep] if train.foreground is not None else None
     recompute_batchnorm(model, train.images[keep], kind=metadata.get("kind", "texture"), foreground=foreground,
                         batches=BATCHES, batch_size=config.batch_size, p_anomaly=config.p_anomaly,
-                        t_s_max=config.t_s_max, w=config.w, exposure_jitter=config.exposure_jitter, seed=config.seed)
+                        t_s_max=config.t_s_max, t_b_max=config.t_b_max, w=config.w, exposure_jitter=config.exposure_jitter, seed=config.seed)
     with torch.no_grad():  # the file holds float16: score what it would hold
         for name, buf in model.segnet.named_buffers():
             if buf.is_floating_point():

@@ -136,7 +136,7 @@ def recompute_like_training(model, row: Path, category: str, train) -> None:
     """BatchNorm statistics from training batches drawn as the row's run drew them (R2)."""
     cfg = TrainConfig.from_dict(json.loads((row / category / "train" / "train_config.json").read_text()))
     recompute_batchnorm(model, train.images, kind=train.kind, foreground=train.foreground,
-                        batch_size=cfg.batch_size, p_anomaly=cfg.p_anomaly, t_s_max=cfg.t_s_max, w=cfg.w,
+                        batch_size=cfg.batch_size, p_anomaly=cfg.p_anomaly, t_s_max=cfg.t_s_max, t_b_max=cfg.t_b_max, w=cfg.w,
                         anomaly_source=cfg.anomaly_source, seed=cfg.seed)
 
 
