@@ -452,6 +452,7 @@ def recompute_batchnorm(
     exposure_jitter: float = 0.0,
     seed: int = 0,
     bf16: bool = False,
+    timesteps: Optional[tuple[int, int]] = None,
 ) -> int:
     """Recompute the SegNet's BatchNorm running statistics with the final weights (not in the release).
 
@@ -461,7 +462,8 @@ def recompute_batchnorm(
     draws them (normal ``images`` (N, 3, H, W) uint8 or in [0, 1], the exposure jitter, synthetic
     anomalies with ``p_anomaly``, t_s ~ U{0..t_s_max-1}, t_b ~ U{t_s_max..t_b_max-1} (None: T-1),
     the norm-guided pass; seeded by ``seed``, apart from the training steps' draws), the way SWA
-    recomputes them after averaging. Nothing else changes. Returns the number of BatchNorm layers recomputed (0:
+    recomputes them after averaging. ``timesteps`` = (t_s, t_b) uses that pair for every sample
+    instead of the two draws (e.g. the inference setting (200, 400)). Nothing else changes. Returns the number of BatchNorm layers recomputed (0:
     the SegNet has none). :func:`fit` calls it with ``TrainConfig.bn_batches`` batches.
     """
     from .synthesis import AnomalySynthesizer
@@ -489,6 +491,8 @@ def recompute_batchnorm(
                 x_model = model.to_model_space(syn.image)
                 t_s = sample_timesteps(batch_size, 0, t_s_max, generator=gen).to(device)
                 t_b = sample_timesteps(batch_size, t_s_max, t_b_max or T, generator=gen).to(device)
+                if timesteps is not None:
+                    t_s, t_b = (torch.full_like(t, value) for t, value in zip((t_s, t_b), timesteps))
                 noise_s, noise_b = (randn(x_model.shape, generator=gen, device=device) for _ in range(2))
                 with autocast(bf16, device):
                     guided = norm_guided_forward(model.unet, model.schedule, x_model, t_s, t_b, w,

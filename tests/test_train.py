@@ -347,6 +347,29 @@ def test_recompute_batchnorm_replaces_only_the_segnet_statistics_deterministical
     assert recompute_batchnorm(model, images) == 0  # nothing to recompute
 
 
+def test_recompute_batchnorm_at_fixed_timesteps_passes_that_pair_for_every_sample(monkeypatch):
+    import diffad_core.train as train_module
+    from diffad_core import DiffusionAD
+
+    seen = []
+    real = train_module.norm_guided_forward
+
+    def recording(unet, schedule, x, t_s, t_b, w, **kw):
+        seen.append((t_s.clone(), t_b.clone()))
+        return real(unet, schedule, x, t_s, t_b, w, **kw)
+
+    monkeypatch.setattr(train_module, "norm_guided_forward", recording)
+    model = DiffusionAD.from_preset("tiny", image_size=32).eval()
+    images = (_images(6) * 255).to(torch.uint8)
+    train_module.recompute_batchnorm(model, images, batches=2, batch_size=4, seed=1)
+    drawn = _norm_buffers(model)
+    assert len(seen) == 2 and any(int(t_s.unique().numel()) > 1 for t_s, _ in seen)  # the training draws
+    seen.clear()
+    train_module.recompute_batchnorm(model, images, batches=2, batch_size=4, seed=1, timesteps=(200, 400))
+    assert len(seen) == 2 and all(t_s.tolist() == [200] * 4 and t_b.tolist() == [400] * 4 for t_s, t_b in seen)
+    assert any(not torch.equal(drawn[k], v) for k, v in _norm_buffers(model).items())
+
+
 def test_bn_batches_run_returns_recomputed_statistics_and_resumes_exactly(tmp_path):
     full = fit(_config(steps=4, bn_batches=2), _images(), out_dir=tmp_path / "full", progress=False)
     plain = fit(_config(steps=4, bn_batches=0), _images(), out_dir=tmp_path / "plain", progress=False)

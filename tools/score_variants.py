@@ -23,7 +23,9 @@ cancels out of their differences (a paired comparison):
   recomputed from the category's ``ROOT/data-seed0`` ``train/good`` images (the demo's training
   folder): ``normal`` from those images alone at the inference setting (:func:`recompute_on_normal`),
   ``train`` from training batches with synthetic anomalies drawn as the row's run drew them
-  (:func:`diffad_core.train.recompute_batchnorm`). Same noise and x0_g in every variant.
+  (:func:`diffad_core.train.recompute_batchnorm`; ``train100``: 100 batches instead of 20;
+  ``train-infer``: the same batches with every sample at the inference pair t_s 200, t_b 400).
+  Same noise and x0_g in every variant.
 
 Prints per row the mean over the categories of image AUROC / pixel AUROC / AUPRO per variant, then
 per variant the mean gain of S = (image + pixel AUROC) / 2 over the first variant and in how many
@@ -44,7 +46,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from diffad_core import MINI_CATEGORIES, EvalConfig, load_model, load_tensors, open_dataset  # noqa: E402
+from diffad_core import MINI_CATEGORIES, PAPER_INFERENCE, EvalConfig, load_model, load_tensors, open_dataset  # noqa: E402
 from diffad_core.inference import predict_split  # noqa: E402
 from diffad_core.metrics import aupro, image_auroc, pixel_auroc  # noqa: E402
 from diffad_core.model import image_scores  # noqa: E402
@@ -132,12 +134,14 @@ def recompute_on_normal(model, images: torch.Tensor, batch_size: int = 16) -> No
                 model.segment(x, model.reconstruct(x, generator=generator).x0_guided.float())
 
 
-def recompute_like_training(model, row: Path, category: str, train) -> None:
-    """BatchNorm statistics from training batches drawn as the row's run drew them (R2)."""
+def recompute_like_training(model, row: Path, category: str, train, batches: int = 20,
+                            timesteps: tuple[int, int] | None = None) -> None:
+    """BatchNorm statistics from training batches drawn as the row's run drew them (R2), optionally
+    over more batches (``train100``) or with every sample at one (t_s, t_b) pair (``train-infer``)."""
     cfg = TrainConfig.from_dict(json.loads((row / category / "train" / "train_config.json").read_text()))
-    recompute_batchnorm(model, train.images, kind=train.kind, foreground=train.foreground,
+    recompute_batchnorm(model, train.images, kind=train.kind, foreground=train.foreground, batches=batches,
                         batch_size=cfg.batch_size, p_anomaly=cfg.p_anomaly, t_s_max=cfg.t_s_max, t_b_max=cfg.t_b_max, w=cfg.w,
-                        anomaly_source=cfg.anomaly_source, seed=cfg.seed)
+                        anomaly_source=cfg.anomaly_source, seed=cfg.seed, timesteps=timesteps)
 
 
 def score_batchnorm_variants(row: Path, c: str, size: int, train: dict, tests: dict, variants, names, per,
@@ -150,6 +154,10 @@ def score_batchnorm_variants(row: Path, c: str, size: int, train: dict, tests: d
             recompute_on_normal(model, images.images)
         elif value == "train":
             recompute_like_training(model, row, c, images)
+        elif value == "train100":
+            recompute_like_training(model, row, c, images, batches=100)
+        elif value == "train-infer":
+            recompute_like_training(model, row, c, images, timesteps=(PAPER_INFERENCE.t_s, PAPER_INFERENCE.t_b))
         for seed in VAL_SEEDS:
             test = tests[seed, c] if size == 64 else load_tensors(
                 open_dataset(root / f"data-seed{seed}", c, "test", image_size=size))
@@ -180,7 +188,7 @@ def main() -> None:
     group.add_argument("--top-k", type=int, nargs="+", help="image-score k values; the first is the reference")
     group.add_argument("--flips", type=int, nargs="+", choices=(1, 2, 4, 8),
                        help="symmetries averaged (diffad_core.tta); the first is the reference")
-    group.add_argument("--bn", nargs="+", choices=("saved", "normal", "train"),
+    group.add_argument("--bn", nargs="+", choices=("saved", "normal", "train", "train100", "train-infer"),
                        help="SegNet BatchNorm statistics: as saved, or recomputed from train/good; the first is the reference")
     parser.add_argument("--rows", nargs="+", default=None, help="only these row folders (names under ROOT)")
     parser.add_argument("--threads", type=int, default=1)
