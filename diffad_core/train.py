@@ -463,8 +463,8 @@ def recompute_batchnorm(
     anomalies with ``p_anomaly``, t_s ~ U{0..t_s_max-1}, t_b ~ U{t_s_max..t_b_max-1} (None: T-1),
     the norm-guided pass; seeded by ``seed``, apart from the training steps' draws), the way SWA
     recomputes them after averaging. ``timesteps`` = (t_s, t_b) uses that pair for every sample
-    instead of the two draws (e.g. the inference setting (200, 400)). Nothing else changes. Returns the number of BatchNorm layers recomputed (0:
-    the SegNet has none). :func:`fit` calls it with ``TrainConfig.bn_batches`` batches.
+    instead of the two draws (e.g. the inference setting (200, 400)). Nothing else changes. Returns
+    the number of BatchNorm layers recomputed (0: the SegNet has none). :func:`fit` calls it with ``TrainConfig.bn_batches`` batches.
     """
     from .synthesis import AnomalySynthesizer
 

@@ -61,7 +61,8 @@ def recomputed(file: Path, data: Path):
     foreground = train.foreground[keep] if train.foreground is not None else None
     recompute_batchnorm(model, train.images[keep], kind=metadata.get("kind", "texture"), foreground=foreground,
                         batches=BATCHES, batch_size=config.batch_size, p_anomaly=config.p_anomaly,
-                        t_s_max=config.t_s_max, t_b_max=config.t_b_max, w=config.w, exposure_jitter=config.exposure_jitter, seed=config.seed)
+                        t_s_max=config.t_s_max, t_b_max=config.t_b_max, w=config.w,
+                        exposure_jitter=config.exposure_jitter, seed=config.seed)
     with torch.no_grad():  # the file holds float16: score what it would hold
         for name, buf in model.segnet.named_buffers():
             if buf.is_floating_point():
@@ -95,7 +96,8 @@ def main() -> None:
         raise SystemExit("--val-seeds must not contain 0: seed 0's test set is the one the README reports")
     for seed in [0, *args.val_seeds]:
         if not (args.data / f"data-seed{seed}").is_dir():
-            raise SystemExit(f"{args.data / f'data-seed{seed}'} is missing: run tools/tune_demo.py once, which writes it")
+            raise SystemExit(f"{args.data / f'data-seed{seed}'} is missing: tools/tune_demo.py writes seeds 0-2, "
+                             f"diffad mini --out {args.data / f'data-seed{seed}'} --seed {seed} any other")
     table = {}
     for category in args.categories:
         file = WEIGHTS_DIR / PRETRAINED[category]

@@ -140,8 +140,9 @@ def recompute_like_training(model, row: Path, category: str, train, batches: int
     over more batches (``train100``) or with every sample at one (t_s, t_b) pair (``train-infer``)."""
     cfg = TrainConfig.from_dict(json.loads((row / category / "train" / "train_config.json").read_text()))
     recompute_batchnorm(model, train.images, kind=train.kind, foreground=train.foreground, batches=batches,
-                        batch_size=cfg.batch_size, p_anomaly=cfg.p_anomaly, t_s_max=cfg.t_s_max, t_b_max=cfg.t_b_max, w=cfg.w,
-                        anomaly_source=cfg.anomaly_source, seed=cfg.seed, timesteps=timesteps)
+                        batch_size=cfg.batch_size, p_anomaly=cfg.p_anomaly, t_s_max=cfg.t_s_max,
+                        t_b_max=cfg.t_b_max, w=cfg.w, anomaly_source=cfg.anomaly_source, seed=cfg.seed,
+                        timesteps=timesteps)
 
 
 def score_batchnorm_variants(row: Path, c: str, size: int, train: dict, tests: dict, variants, names, per,
