@@ -29,6 +29,7 @@ code selected the "best" epoch by scoring the test set, which leaks the answer).
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
@@ -54,7 +55,7 @@ from .runtime import (Networks, autocast, compile_networks, distributed, memory_
                       resolve_device, rng_state, set_rng_state, use_bf16)
 
 __all__ = ["TrainConfig", "TRAIN_PRESETS", "fit", "FitResult", "TrainingError", "recompute_batchnorm",
-           "collecting_batchnorm_statistics"]
+           "recompute_batchnorm_as_trained", "collecting_batchnorm_statistics"]
 
 
 
@@ -79,6 +80,13 @@ class FitResult:
 def _seed(*parts: int) -> int:
     """A well-mixed 63-bit seed from integers (numpy's SeedSequence)."""
     return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint64)[0] >> 1)
+
+
+def _draw_timesteps(n: int, t_s_max: int, t_b_max: Optional[int], T: int, generator: torch.Generator,
+                    device: torch.device) -> tuple[Tensor, Tensor]:
+    """Training's step pair: t_s ~ U{0..t_s_max-1}, then t_b ~ U{t_s_max..t_b_max-1} (None: T-1)."""
+    t_s = sample_timesteps(n, 0, t_s_max, generator=generator).to(device)
+    return t_s, sample_timesteps(n, t_s_max, t_b_max or T, generator=generator).to(device)
 
 
 class _BatchSampler:
@@ -139,8 +147,6 @@ class _WeightAverage:
     """
 
     def __init__(self, model: DiffusionAD, decay: float) -> None:
-        import copy
-
         self.decay = decay
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
         state = self.model.state_dict()  # tensors sharing the average's storage, split once
@@ -363,10 +369,10 @@ def _train_step(run: _Run, step: int) -> LossOutput:
     fg = run.foreground[idx].to(device, non_blocking=True).float() if run.foreground is not None else None
     syn = run.synth(batch, fg, generator=gen)
     x_aug = syn.image.contiguous(memory_format=run.fmt)
-    T = cfg.num_train_timesteps
+    t_s, t_b = _draw_timesteps(local_batch, cfg.t_s_max, cfg.t_b_max, cfg.num_train_timesteps, gen, device)
     draws = {
-        "t_s": sample_timesteps(local_batch, 0, cfg.t_s_max, generator=gen).to(device),
-        "t_b": sample_timesteps(local_batch, cfg.t_s_max, cfg.t_b_max or T, generator=gen).to(device),
+        "t_s": t_s,
+        "t_b": t_b,
         "noise_s": randn(x_aug.shape, generator=gen, device=device),
         "noise_b": randn(x_aug.shape, generator=gen, device=device),
     }
@@ -464,7 +470,8 @@ def recompute_batchnorm(
     the norm-guided pass; seeded by ``seed``, apart from the training steps' draws), the way SWA
     recomputes them after averaging. ``timesteps`` = (t_s, t_b) uses that pair for every sample
     instead of the two draws (e.g. the inference setting (200, 400)). Nothing else changes. Returns
-    the number of BatchNorm layers recomputed (0: the SegNet has none). :func:`fit` calls it with ``TrainConfig.bn_batches`` batches.
+    the number of BatchNorm layers recomputed (0: the SegNet has none). :func:`fit` calls it through
+    :func:`recompute_batchnorm_as_trained` with ``TrainConfig.bn_batches`` batches.
     """
     from .synthesis import AnomalySynthesizer
 
@@ -489,9 +496,8 @@ def recompute_batchnorm(
                 fg = foreground[idx].to(device).float() if foreground is not None else None
                 syn = synth(x, fg, generator=gen)
                 x_model = model.to_model_space(syn.image)
-                t_s = sample_timesteps(batch_size, 0, t_s_max, generator=gen).to(device)
-                t_b = sample_timesteps(batch_size, t_s_max, t_b_max or T, generator=gen).to(device)
-                if timesteps is not None:
+                t_s, t_b = _draw_timesteps(batch_size, t_s_max, t_b_max, T, gen, device)
+                if timesteps is not None:  # drawn all the same, so the noises below match the drawn run's
                     t_s, t_b = (torch.full_like(t, value) for t, value in zip((t_s, t_b), timesteps))
                 noise_s, noise_b = (randn(x_model.shape, generator=gen, device=device) for _ in range(2))
                 with autocast(bf16, device):
@@ -503,6 +509,29 @@ def recompute_batchnorm(
     return len(norms)
 
 
+def recompute_batchnorm_as_trained(
+    model: DiffusionAD,
+    images: Tensor,
+    config: TrainConfig,
+    *,
+    kind: str = "texture",
+    foreground: Optional[Tensor] = None,
+    batches: Optional[int] = None,
+    batch_size: Optional[int] = None,
+    bf16: bool = False,
+    timesteps: Optional[tuple[int, int]] = None,
+) -> int:
+    """:func:`recompute_batchnorm` with the draws of a run trained with ``config``: its batch size
+    (or ``batch_size``, e.g. a rank's share), share of anomalies, timestep ranges, guidance weight,
+    anomaly source, exposure jitter and seed; ``batches`` defaults to ``config.bn_batches`` (20 when
+    that is 0)."""
+    return recompute_batchnorm(
+        model, images, kind=kind, foreground=foreground, batches=batches or config.bn_batches or 20,
+        batch_size=batch_size or config.batch_size, p_anomaly=config.p_anomaly, t_s_max=config.t_s_max,
+        t_b_max=config.t_b_max, w=config.w, anomaly_source=config.anomaly_source,
+        exposure_jitter=config.exposure_jitter, seed=config.seed, bf16=bf16, timesteps=timesteps)
+
+
 def _final_model(run: _Run) -> DiffusionAD:
     """What the run returns and saves: its weight average (or last weights), with the SegNet's
     BatchNorm statistics recomputed when ``bn_batches`` > 0 - on a copy, so the training state
@@ -510,13 +539,9 @@ def _final_model(run: _Run) -> DiffusionAD:
     cfg = run.config
     if cfg.bn_batches == 0:
         return run.final
-    import copy
-
     final = copy.deepcopy(run.final).requires_grad_(False)
-    recompute_batchnorm(final, run.images, kind=run.kind, foreground=run.foreground, batches=cfg.bn_batches,
-                        batch_size=run.local_batch, p_anomaly=cfg.p_anomaly, t_s_max=cfg.t_s_max, t_b_max=cfg.t_b_max,
-                        w=cfg.w, anomaly_source=cfg.anomaly_source, exposure_jitter=cfg.exposure_jitter, seed=cfg.seed,
-                        bf16=run.use_amp)
+    recompute_batchnorm_as_trained(final, run.images, cfg, kind=run.kind, foreground=run.foreground,
+                                   batch_size=run.local_batch, bf16=run.use_amp)
     return final
 
 

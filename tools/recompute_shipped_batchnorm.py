@@ -9,8 +9,8 @@ The shipped ``mini-*.safetensors`` were trained before ``TrainConfig.bn_batches`
 file this rebuilds its last training run's settings from the ``train_config`` in its metadata
 (batch size, share of synthetic anomalies, t_s range, seed, exposure jitter, held-out share: 0 for
 configs written before ``val_fraction`` existed) and recomputes the statistics with
-:func:`diffad_core.train.recompute_batchnorm` (20 batches, as ``fit`` does) on the images it trained
-on: ``DATA/data-seed0/<category>/train/good`` (``make_mini_benchmark(seed=0)``, which
+:func:`diffad_core.train.recompute_batchnorm_as_trained` (20 batches, as ``fit`` does) on the images
+it trained on: ``DATA/data-seed0/<category>/train/good`` (``make_mini_benchmark(seed=0)``, which
 ``tools/tune_demo.py`` writes). Only the BatchNorm buffers change; the weights stay float16.
 
 The check scores each model with its stored and its recomputed statistics (rounded to float16 as
@@ -42,7 +42,7 @@ from diffad_core.checkpoint import save_weights  # noqa: E402
 from diffad_core.inference import predict_split  # noqa: E402
 from diffad_core.metrics import aupro, image_auroc, pixel_auroc  # noqa: E402
 from diffad_core.pretrained import WEIGHTS_DIR  # noqa: E402
-from diffad_core.train import recompute_batchnorm  # noqa: E402
+from diffad_core.train import recompute_batchnorm_as_trained  # noqa: E402
 
 BATCHES = 20
 VAL_SEEDS = (1, 2)
@@ -59,10 +59,8 @@ def recomputed(file: Path, data: Path):
     train = load_tensors(open_dataset(data / "data-seed0", category, "train", image_size=model.image_size))
     keep, _ = validation_split(train.images.shape[0], cfg.get("val_fraction", 0.0), config.seed)
     foreground = train.foreground[keep] if train.foreground is not None else None
-    recompute_batchnorm(model, train.images[keep], kind=metadata.get("kind", "texture"), foreground=foreground,
-                        batches=BATCHES, batch_size=config.batch_size, p_anomaly=config.p_anomaly,
-                        t_s_max=config.t_s_max, t_b_max=config.t_b_max, w=config.w,
-                        exposure_jitter=config.exposure_jitter, seed=config.seed)
+    recompute_batchnorm_as_trained(model, train.images[keep], config, kind=metadata.get("kind", "texture"),
+                                   foreground=foreground, batches=BATCHES)
     with torch.no_grad():  # the file holds float16: score what it would hold
         for name, buf in model.segnet.named_buffers():
             if buf.is_floating_point():

@@ -23,7 +23,7 @@ cancels out of their differences (a paired comparison):
   recomputed from the category's ``ROOT/data-seed0`` ``train/good`` images (the demo's training
   folder): ``normal`` from those images alone at the inference setting (:func:`recompute_on_normal`),
   ``train`` from training batches with synthetic anomalies drawn as the row's run drew them
-  (:func:`diffad_core.train.recompute_batchnorm`; ``train100``: 100 batches instead of 20;
+  (:func:`diffad_core.train.recompute_batchnorm_as_trained`; ``train100``: 100 batches instead of 20;
   ``train-infer``: the same batches with every sample at the inference pair t_s 200, t_b 400).
   Same noise and x0_g in every variant.
 
@@ -51,7 +51,7 @@ from diffad_core.inference import predict_split  # noqa: E402
 from diffad_core.metrics import aupro, image_auroc, pixel_auroc  # noqa: E402
 from diffad_core.model import image_scores  # noqa: E402
 from diffad_core.runtime import Networks  # noqa: E402
-from diffad_core.train import TrainConfig, collecting_batchnorm_statistics, recompute_batchnorm  # noqa: E402
+from diffad_core.train import TrainConfig, collecting_batchnorm_statistics, recompute_batchnorm_as_trained  # noqa: E402
 from diffad_core.tta import SYMMETRIES, FlipAveragedSegNet  # noqa: E402
 
 VAL_SEEDS = (1, 2)
@@ -139,10 +139,8 @@ def recompute_like_training(model, row: Path, category: str, train, batches: int
     """BatchNorm statistics from training batches drawn as the row's run drew them (R2), optionally
     over more batches (``train100``) or with every sample at one (t_s, t_b) pair (``train-infer``)."""
     cfg = TrainConfig.from_dict(json.loads((row / category / "train" / "train_config.json").read_text()))
-    recompute_batchnorm(model, train.images, kind=train.kind, foreground=train.foreground, batches=batches,
-                        batch_size=cfg.batch_size, p_anomaly=cfg.p_anomaly, t_s_max=cfg.t_s_max,
-                        t_b_max=cfg.t_b_max, w=cfg.w, anomaly_source=cfg.anomaly_source, seed=cfg.seed,
-                        timesteps=timesteps)
+    recompute_batchnorm_as_trained(model, train.images, cfg, kind=train.kind, foreground=train.foreground,
+                                   batches=batches, timesteps=timesteps)
 
 
 def score_batchnorm_variants(row: Path, c: str, size: int, train: dict, tests: dict, variants, names, per,
