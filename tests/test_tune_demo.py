@@ -86,6 +86,39 @@ def test_score_variants_names_what_is_missing(tmp_path, monkeypatch):
         variants.main()
 
 
+def test_draw_maps_stacks_the_maps_of_noise_seeds_zero_up():
+    from types import SimpleNamespace
+
+    import torch
+
+    from diffad_core import DiffusionAD, EvalConfig
+    from diffad_core.inference import predict_split
+
+    torch.manual_seed(0)
+    model = DiffusionAD.from_preset("tiny", image_size=32).eval()
+    g = torch.Generator().manual_seed(1)
+    test = SimpleNamespace(images=(torch.rand(3, 3, 32, 32, generator=g) * 255).to(torch.uint8),
+                           masks=torch.zeros(3, 32, 32, dtype=torch.uint8), labels=torch.tensor([0, 1, 0]))
+    every, first = variants.draw_maps(model, test, 3)
+    assert every.shape == (3, 3, 32, 32)
+    for seed in range(3):
+        ref = predict_split(model, test, EvalConfig(num_figures=0, device="cpu", seed=seed)).maps
+        np.testing.assert_array_equal(every[seed], ref)
+    np.testing.assert_array_equal(first.maps, every[0])
+    assert not np.array_equal(every[0], every[1])  # another draw, another map
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--draws", "0", "2"], "--draws must be >= 1"),
+    (["--draws", "1", "2", "--val-seeds", "0"], "must not contain 0"),
+    (["--bn", "saved", "train", "--shipped"], "--shipped scores the files as they are"),
+])
+def test_score_variants_refuses_bad_draws_seeds_and_shipped_statistics(tmp_path, monkeypatch, argv, message):
+    monkeypatch.setattr(sys, "argv", ["score_variants.py", str(tmp_path), *argv])
+    with pytest.raises(SystemExit, match=message):
+        variants.main()
+
+
 def test_recording_segnet_keeps_every_symmetry_and_returns_the_plain_map():
     import torch
     from torch import nn

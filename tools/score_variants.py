@@ -4,6 +4,8 @@
     python tools/score_variants.py runs/tune --top-k 10 25 50 100 200 400 4096
     python tools/score_variants.py runs/tune --flips 1 2 4 8
     python tools/score_variants.py runs/tune --bn saved normal train
+    python tools/score_variants.py runs/tune --draws 1 2 4 8
+    python tools/score_variants.py runs/tune --shipped --val-seeds 8 --draws 1 4
 
 Every row folder under ROOT that holds ``<category>/train/model.safetensors`` for the four mini
 categories (what ``tools/tune_demo.py`` leaves behind) is a row. Each model is run once on the
@@ -26,6 +28,13 @@ cancels out of their differences (a paired comparison):
   (:func:`diffad_core.train.recompute_batchnorm_as_trained`; ``train100``: 100 batches instead of 20;
   ``train-infer``: the same batches with every sample at the inference pair t_s 200, t_b 400).
   Same noise and x0_g in every variant.
+- ``--draws N...``: M is the mean of the maps of N draws of the inference noise (``EvalConfig``
+  seeds 0..N-1, the paper's t_s, t_b and w in each); the image score is the top-50 mean of that M.
+  1 is the released inference (seed 0). The draws are made once, up to the largest N.
+
+``--val-seeds`` scores on other mini seeds' test sets (``ROOT/data-seed<N>``, never 0).
+``--shipped`` scores the four shipped mini models (``diffad_core/weights``) instead of the rows,
+each at its own image size, as one row named ``shipped``, and prints every category's figures.
 
 Prints per row the mean over the categories of image AUROC / pixel AUROC / AUPRO per variant, then
 per variant the mean gain of S = (image + pixel AUROC) / 2 over the first variant and in how many
@@ -46,7 +55,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from diffad_core import MINI_CATEGORIES, PAPER_INFERENCE, EvalConfig, load_model, load_tensors, open_dataset  # noqa: E402
+from diffad_core import (MINI_CATEGORIES, PAPER_INFERENCE, PRETRAINED, EvalConfig, load_model,  # noqa: E402
+                         load_tensors, open_dataset)
+from diffad_core.pretrained import WEIGHTS_DIR  # noqa: E402
 from diffad_core.inference import predict_split  # noqa: E402
 from diffad_core.metrics import aupro, image_auroc, pixel_auroc  # noqa: E402
 from diffad_core.model import image_scores  # noqa: E402
@@ -144,7 +155,7 @@ def recompute_like_training(model, row: Path, category: str, train, batches: int
 
 
 def score_batchnorm_variants(row: Path, c: str, size: int, train: dict, tests: dict, variants, names, per,
-                             root: Path) -> None:
+                             root: Path, val_seeds=VAL_SEEDS) -> None:
     """Each ``--bn`` variant: the model with its statistics recomputed once, scored on both seeds."""
     images = train[c] if size == 64 else load_tensors(open_dataset(root / "data-seed0", c, "train", image_size=size))
     for name, (_, value) in zip(names, variants):
@@ -157,11 +168,22 @@ def score_batchnorm_variants(row: Path, c: str, size: int, train: dict, tests: d
             recompute_like_training(model, row, c, images, batches=100)
         elif value == "train-infer":
             recompute_like_training(model, row, c, images, timesteps=(PAPER_INFERENCE.t_s, PAPER_INFERENCE.t_b))
-        for seed in VAL_SEEDS:
+        for seed in val_seeds:
             test = tests[seed, c] if size == 64 else load_tensors(
                 open_dataset(root / f"data-seed{seed}", c, "test", image_size=size))
             pred = predict_split(model, test, EvalConfig(num_figures=0, device="cpu"))
             per[name].append(score_maps(pred.maps.astype(np.float32), pred.labels, pred.masks.astype(bool)))
+
+
+def draw_maps(model, test, draws: int) -> tuple[np.ndarray, "object"]:
+    """(draws, N, H, W) maps of inference noise seeds 0..draws-1 and the seed-0 predictions."""
+    every, first = [], None
+    for seed in range(draws):
+        pred = predict_split(model, test, EvalConfig(num_figures=0, device="cpu", seed=seed))
+        every.append(pred.maps.astype(np.float32))
+        if first is None:
+            first = pred
+    return np.stack(every), first
 
 
 def paired_gains(table: dict[str, dict[str, list[float]]], reference: str) -> dict[str, dict[str, float]]:
@@ -189,7 +211,12 @@ def main() -> None:
                        help="symmetries averaged (diffad_core.tta); the first is the reference")
     group.add_argument("--bn", nargs="+", choices=("saved", "normal", "train", "train100", "train-infer"),
                        help="SegNet BatchNorm statistics: as saved, or recomputed from train/good; the first is the reference")
+    group.add_argument("--draws", type=int, nargs="+",
+                       help="inference noise draws averaged (seeds 0..N-1); the first is the reference")
     parser.add_argument("--rows", nargs="+", default=None, help="only these row folders (names under ROOT)")
+    parser.add_argument("--shipped", action="store_true", help="score the four shipped mini models instead of rows")
+    parser.add_argument("--val-seeds", type=int, nargs="+", default=list(VAL_SEEDS),
+                        help="score on the test sets of ROOT/data-seedN (default 1 2; never 0)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -199,16 +226,28 @@ def main() -> None:
         variants = [("top_k", k) for k in args.top_k]
     elif args.flips:
         variants = [("flips", n) for n in args.flips]
+    elif args.draws:
+        if min(args.draws) < 1:
+            raise SystemExit(f"--draws must be >= 1, got {args.draws}")
+        variants = [("draws", n) for n in args.draws]
     else:
         variants = [("bn", v) for v in args.bn]
     names = [f"{kind}={value}" if isinstance(value, str) else f"{kind}={value:g}" for kind, value in variants]
-    rows = sorted(p for p in args.root.iterdir()
-                  if all((p / c / "train" / "model.safetensors").is_file() for c in CATEGORIES)
-                  and (args.rows is None or p.name in args.rows))
-    if not rows:
-        raise SystemExit(f"no tune_demo rows (<row>/<category>/train/model.safetensors) under {args.root}")
+    if 0 in args.val_seeds:
+        raise SystemExit("--val-seeds must not contain 0: seed 0's test set is the one the demo and README report")
+    if args.shipped and variants[0][0] == "bn":
+        raise SystemExit("--shipped scores the files as they are; tools/recompute_shipped_batchnorm.py checks their statistics")
+    if args.shipped:
+        rows = [Path("shipped")]
+        model_file = {c: WEIGHTS_DIR / PRETRAINED[c] for c in CATEGORIES}
+    else:
+        rows = sorted(p for p in args.root.iterdir()
+                      if all((p / c / "train" / "model.safetensors").is_file() for c in CATEGORIES)
+                      and (args.rows is None or p.name in args.rows))
+        if not rows:
+            raise SystemExit(f"no tune_demo rows (<row>/<category>/train/model.safetensors) under {args.root}")
     tests = {}
-    for seed in VAL_SEEDS:
+    for seed in args.val_seeds:
         data = args.root / f"data-seed{seed}"
         if not (data / CATEGORIES[0] / "test").is_dir():
             raise SystemExit(f"{data} is missing: run tools/tune_demo.py once, which writes it")
@@ -222,24 +261,33 @@ def main() -> None:
     for row in rows:
         per: dict[str, list[tuple[float, float, float]]] = {n: [] for n in names}
         for c in CATEGORIES:
-            model = load_model(row / c / "train" / "model.safetensors")
+            model = load_model(model_file[c] if args.shipped else row / c / "train" / "model.safetensors")
             if variants[0][0] == "bn":
-                score_batchnorm_variants(row, c, model.image_size, train, tests, variants, names, per, args.root)
+                score_batchnorm_variants(row, c, model.image_size, train, tests, variants, names, per, args.root,
+                                         args.val_seeds)
                 continue
-            for seed in VAL_SEEDS:
+            for seed in args.val_seeds:
                 test = tests[seed, c] if model.image_size == 64 else load_tensors(
                     open_dataset(args.root / f"data-seed{seed}", c, "test", image_size=model.image_size))
                 if variants[0][0] == "flips":
                     every, pred = flip_maps(model, test)
+                elif variants[0][0] == "draws":
+                    every, pred = draw_maps(model, test, max(args.draws))
                 else:
                     pred = predict_split(model, test, EvalConfig(num_figures=0, device="cpu"))
                 masks = pred.masks.astype(bool)
                 for name, (kind, value) in zip(names, variants):
-                    if kind == "flips":
+                    if kind in ("flips", "draws"):
                         per[name].append(score_maps(every[: int(value)].mean(0), pred.labels, masks))
                         continue
                     kw = {"sigma": value} if kind == "blur" else {"top_k": int(value)}
                     per[name].append(score_maps(pred.maps.astype(np.float32), pred.labels, masks, **kw))
+        if args.shipped:
+            n_seeds = len(args.val_seeds)
+            for i, c in enumerate(CATEGORIES):
+                print(f"{c:10s} " + "  ".join(f"{n}: " + "/".join(f"{100 * x:.1f}" for x in
+                                                                   np.mean(v[i * n_seeds:(i + 1) * n_seeds], axis=0))
+                                               for n, v in per.items()), flush=True)
         table[row.name] = {n: np.mean(v, axis=0).tolist() for n, v in per.items()}
         print(f"{row.name:10s} " + "  ".join(f"{n}: " + "/".join(f"{100 * x:.1f}" for x in table[row.name][n])
                                              for n in names), flush=True)
