@@ -5,7 +5,6 @@
     python tools/score_variants.py runs/tune --flips 1 2 4 8
     python tools/score_variants.py runs/tune --bn saved normal train
     python tools/score_variants.py runs/tune --draws 1 2 4 8
-    python tools/score_variants.py runs/tune --shipped --val-seeds 8 --draws 1 4
 
 Every row folder under ROOT that holds ``<category>/train/model.safetensors`` for the four mini
 categories (what ``tools/tune_demo.py`` leaves behind) is a row. Each model is run once on the
@@ -33,8 +32,6 @@ cancels out of their differences (a paired comparison):
   1 is the released inference (seed 0). The draws are made once, up to the largest N.
 
 ``--val-seeds`` scores on other mini seeds' test sets (``ROOT/data-seed<N>``, never 0).
-``--shipped`` scores the four shipped mini models (``diffad_core/weights``) instead of the rows,
-each at its own image size, as one row named ``shipped``, and prints every category's figures.
 
 Prints per row the mean over the categories of image AUROC / pixel AUROC / AUPRO per variant, then
 per variant the mean gain of S = (image + pixel AUROC) / 2 over the first variant and in how many
@@ -55,9 +52,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from diffad_core import (MINI_CATEGORIES, PAPER_INFERENCE, PRETRAINED, EvalConfig, load_model,  # noqa: E402
-                         load_tensors, open_dataset)
-from diffad_core.pretrained import WEIGHTS_DIR  # noqa: E402
+from diffad_core import MINI_CATEGORIES, PAPER_INFERENCE, EvalConfig, load_model, load_tensors, open_dataset  # noqa: E402
 from diffad_core.inference import predict_split  # noqa: E402
 from diffad_core.metrics import aupro, image_auroc, pixel_auroc  # noqa: E402
 from diffad_core.model import image_scores  # noqa: E402
@@ -214,7 +209,6 @@ def main() -> None:
     group.add_argument("--draws", type=int, nargs="+",
                        help="inference noise draws averaged (seeds 0..N-1); the first is the reference")
     parser.add_argument("--rows", nargs="+", default=None, help="only these row folders (names under ROOT)")
-    parser.add_argument("--shipped", action="store_true", help="score the four shipped mini models instead of rows")
     parser.add_argument("--val-seeds", type=int, nargs="+", default=list(VAL_SEEDS),
                         help="score on the test sets of ROOT/data-seedN (default 1 2; never 0)")
     parser.add_argument("--threads", type=int, default=1)
@@ -235,17 +229,11 @@ def main() -> None:
     names = [f"{kind}={value}" if isinstance(value, str) else f"{kind}={value:g}" for kind, value in variants]
     if 0 in args.val_seeds:
         raise SystemExit("--val-seeds must not contain 0: seed 0's test set is the one the demo and README report")
-    if args.shipped and variants[0][0] == "bn":
-        raise SystemExit("--shipped scores the files as they are; tools/recompute_shipped_batchnorm.py checks their statistics")
-    if args.shipped:
-        rows = [Path("shipped")]
-        model_file = {c: WEIGHTS_DIR / PRETRAINED[c] for c in CATEGORIES}
-    else:
-        rows = sorted(p for p in args.root.iterdir()
-                      if all((p / c / "train" / "model.safetensors").is_file() for c in CATEGORIES)
-                      and (args.rows is None or p.name in args.rows))
-        if not rows:
-            raise SystemExit(f"no tune_demo rows (<row>/<category>/train/model.safetensors) under {args.root}")
+    rows = sorted(p for p in args.root.iterdir()
+                  if all((p / c / "train" / "model.safetensors").is_file() for c in CATEGORIES)
+                  and (args.rows is None or p.name in args.rows))
+    if not rows:
+        raise SystemExit(f"no tune_demo rows (<row>/<category>/train/model.safetensors) under {args.root}")
     tests = {}
     for seed in args.val_seeds:
         data = args.root / f"data-seed{seed}"
@@ -261,7 +249,7 @@ def main() -> None:
     for row in rows:
         per: dict[str, list[tuple[float, float, float]]] = {n: [] for n in names}
         for c in CATEGORIES:
-            model = load_model(model_file[c] if args.shipped else row / c / "train" / "model.safetensors")
+            model = load_model(row / c / "train" / "model.safetensors")
             if variants[0][0] == "bn":
                 score_batchnorm_variants(row, c, model.image_size, train, tests, variants, names, per, args.root,
                                          args.val_seeds)
@@ -282,12 +270,6 @@ def main() -> None:
                         continue
                     kw = {"sigma": value} if kind == "blur" else {"top_k": int(value)}
                     per[name].append(score_maps(pred.maps.astype(np.float32), pred.labels, masks, **kw))
-        if args.shipped:
-            n_seeds = len(args.val_seeds)
-            for i, c in enumerate(CATEGORIES):
-                print(f"{c:10s} " + "  ".join(f"{n}: " + "/".join(f"{100 * x:.1f}" for x in
-                                                                   np.mean(v[i * n_seeds:(i + 1) * n_seeds], axis=0))
-                                               for n, v in per.items()), flush=True)
         table[row.name] = {n: np.mean(v, axis=0).tolist() for n, v in per.items()}
         print(f"{row.name:10s} " + "  ".join(f"{n}: " + "/".join(f"{100 * x:.1f}" for x in table[row.name][n])
                                              for n in names), flush=True)
