@@ -172,13 +172,8 @@ def score_batchnorm_variants(row: Path, c: str, size: int, train: dict, tests: d
 
 def draw_maps(model, test, draws: int) -> tuple[np.ndarray, "object"]:
     """(draws, N, H, W) maps of inference noise seeds 0..draws-1 and the seed-0 predictions."""
-    every, first = [], None
-    for seed in range(draws):
-        pred = predict_split(model, test, EvalConfig(num_figures=0, device="cpu", seed=seed))
-        every.append(pred.maps.astype(np.float32))
-        if first is None:
-            first = pred
-    return np.stack(every), first
+    preds = [predict_split(model, test, EvalConfig(num_figures=0, device="cpu", seed=seed)) for seed in range(draws)]
+    return np.stack([pred.maps.astype(np.float32) for pred in preds]), preds[0]
 
 
 def paired_gains(table: dict[str, dict[str, list[float]]], reference: str) -> dict[str, dict[str, float]]:
