@@ -89,6 +89,9 @@ class TrainConfig:
     # from [1 / (1 + j), 1 + j] and clipped to [0, 1] (0 = off, as released). For data whose
     # exposure drifts between acquisition sessions (tools/acquisition_groups.py shows it).
     exposure_jitter: float = 0.0
+    # share of the synthetic anomalies that are smooth-edged shades (a stain, a worn patch:
+    # synthesis.shade_region) instead of a pasted source (0 = off, as released)
+    shade_prob: float = 0.0
     # weight averaging: the model a run returns and saves is the bias-corrected exponential moving
     # average of the weights after every step with this decay (0 = off: the last step's weights).
     # A run's last step alone is a noisy pick (one step can move pixel AUROC by points).
@@ -128,6 +131,7 @@ class TrainConfig:
             "p_anomaly": 0.0 <= self.p_anomaly <= 1.0,
             "seg_repeats": isinstance(self.seg_repeats, int) and 1 <= self.seg_repeats <= 64,
             "exposure_jitter": 0.0 <= self.exposure_jitter <= 3.0,
+            "shade_prob": 0.0 <= self.shade_prob <= 1.0,
             "ema_decay": 0.0 <= self.ema_decay < 1.0,
             "bn_batches": isinstance(self.bn_batches, int) and self.bn_batches >= 0,
             "val_fraction": 0.0 <= self.val_fraction < 0.5,
@@ -288,6 +292,7 @@ TRAIN_HELP: dict[str, str] = {
     "seg_repeats": "SegNet updates per batch; the extra ones reuse its reconstruction, flipped (1: as released)",
     "anomaly_source": "folder of texture images (e.g. DTD) for synthetic anomalies; default: built-in textures",
     "exposure_jitter": "j in 0..3: each training image times a gain from [1/(1+j), 1+j] (0: off, as released)",
+    "shade_prob": "share of the synthetic anomalies that are smooth-edged shades instead of pasted sources (0: off, as released)",
     "ema_decay": "decay of the moving average of the weights that is saved as the model (0: the last step's weights)",
     "bn_batches": ("recompute the SegNet's BatchNorm statistics with the final weights over N fresh training "
                    "batches after training (0: off, as released)"),

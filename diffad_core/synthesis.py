@@ -56,6 +56,12 @@ Differences from the released code (all documented choices):
 - Texture folders: every image of ``anomaly_source`` (recursively; all 5,640 of DTD) is drawn
   uniformly, decoded on demand (`textures.TextureFolder`, bounded cache); the released code
   also draws uniformly from all of DTD.
+
+Ours, not in the release (off by default, ``shade_prob`` 0): a share ``shade_prob`` of the
+anomalous samples gets, instead of the pasted source, a *shade* (`shade_region`): inside a
+coarse Perlin region (lattices of 1-4 cells a side), with an edge that fades in over a few pixels, the surface is optionally smoothed
+and its brightness and colour shifted. The released anomalies all have the region's hard edge
+and a foreign texture; a stain, a worn patch or a change of surface finish has neither.
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ from typing import Any, Literal, NamedTuple
 
 import kornia.color as KC
 import kornia.enhance as KE
+import kornia.filters as KF
 import torch
 
 from .perlin import perlin_mask, randint, random_permutations, rotate_images, uniform
@@ -80,6 +87,7 @@ __all__ = [
     "SynthesisOutput",
     "augment_sources",
     "blend_anomaly",
+    "shade_region",
 ]
 
 
@@ -363,6 +371,62 @@ def blend_anomaly(
     return (source - image).mul_(weight).add_(image)
 
 
+#: Shade parameters (ours): the Perlin exponents of its region (coarse lattices: blobs, not the
+#: released range's fragments, which a fading edge would erase), the edge ramp's Gaussian sigma and the smoothing sigma as fractions of
+#: the image side, the gain's distance from 1 (either sign), the colour shift per channel.
+SHADE_SCALES = (0, 3)
+SHADE_EDGE = (0.02, 0.08)
+SHADE_SMOOTH = (0.005, 0.03)
+SHADE_GAIN = (0.08, 0.35)
+SHADE_COLOUR = 0.05
+
+
+def shade_region(
+    images: torch.Tensor, region: torch.Tensor, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A smooth-edged change of surface finish inside ``region`` (ours, not in the release).
+
+    Per sample: a weight that is 0 on the region's edge and rises to 1 inside it (a Gaussian blur
+    of the region, sigma ~ U(0.02, 0.08) x the image side, mapped 0.5 -> 0 and 1 -> 1, through a
+    smoothstep; a region too thin to reach the inside keeps its hard edge); the target surface is
+    the image, with probability 0.5 smoothed (Gaussian, sigma ~ U(0.005, 0.03) x the side), times a
+    gain 1 +- U(0.08, 0.35) plus a shift ~ U(-0.05, 0.05) per channel, clipped to [0, 1];
+    x_aug = x + weight (target - x).
+
+    Args:
+        images: (n, 3, H, W) float in [0, 1]. region: (n, 1, H, W) in {0, 1}, each non-empty.
+        generator: optional ``torch.Generator``.
+
+    Returns:
+        (image, mask): the shaded images, exactly ``images`` where the weight is 0, and the
+        (n, 1, H, W) {0, 1} mask of the pixels the weight reaches (inside ``region``).
+    """
+    n, _, height, width = images.shape
+    device = images.device
+    side = max(height, width)
+
+    def blur(x: torch.Tensor, sigma: torch.Tensor, high: float) -> torch.Tensor:
+        size = 2 * math.ceil(3 * high * side) + 1
+        size = min(size, 2 * ((min(height, width) - 1) // 2) + 1)  # reflect padding needs pad < side
+        return KF.gaussian_blur2d(x, (size, size), sigma.view(-1, 1).expand(-1, 2).contiguous())
+
+    edge = uniform((n,), *SHADE_EDGE, generator=generator, device=device) * side
+    ramp = (2.0 * blur(region.float(), edge, SHADE_EDGE[1]) - 1.0).clamp_(0.0, 1.0) * region
+    ramp = ramp * ramp * (3.0 - 2.0 * ramp)  # smoothstep
+    thin = ramp.flatten(1).amax(1) == 0  # nothing of the region is a sigma deep: hard edge
+    ramp = torch.where(thin.view(-1, 1, 1, 1), region.float(), ramp)
+
+    smooth = uniform((n,), 0.0, 1.0, generator=generator, device=device) < 0.5
+    sigma = uniform((n,), *SHADE_SMOOTH, generator=generator, device=device) * side
+    target = torch.where(smooth.view(-1, 1, 1, 1), blur(images, sigma.clamp(min=0.3), SHADE_SMOOTH[1]), images)
+    sign = torch.where(uniform((n,), 0.0, 1.0, generator=generator, device=device) < 0.5, -1.0, 1.0)
+    gain = 1.0 + sign * uniform((n,), *SHADE_GAIN, generator=generator, device=device)
+    shift = uniform((n, 3), -SHADE_COLOUR, SHADE_COLOUR, generator=generator, device=device)
+    target = (target * gain.view(-1, 1, 1, 1) + shift.view(n, 3, 1, 1)).clamp_(0.0, 1.0)
+    out = (target - images).mul_(ramp).add_(images)
+    return out, (ramp > 0).to(images.dtype)
+
+
 # --------------------------------------------------------------------------- the synthesizer
 
 
@@ -386,6 +450,8 @@ class SynthesisConfig:
         grid: tiles per side for the self-augmentation shuffle.
         max_tries: redraws of an empty Perlin region before the fallback disc.
         bank_seed: seed of the procedural texture bank (independent of the call's generator).
+        shade_prob: share of the anomalous samples that get a `shade_region` change instead of
+            the pasted source (ours; 0 = the released recipe, whose draws are then unchanged).
     """
 
     kind: Literal["texture", "object"] = "object"
@@ -402,11 +468,12 @@ class SynthesisConfig:
     grid: int = 8
     max_tries: int = 50
     bank_seed: int = 0
+    shade_prob: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in ("texture", "object"):
             raise ValueError(f"kind must be 'texture' or 'object', got {self.kind!r}")
-        for name in ("p_anomaly", "texture_prob_object"):
+        for name in ("p_anomaly", "texture_prob_object", "shade_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         low, high = self.beta_range
@@ -563,6 +630,15 @@ class AnomalySynthesizer:
             beta = uniform((n,), *cfg.beta_range, generator=generator, device=device)
             out.index_copy_(0, idx, blend_anomaly(images.index_select(0, idx), source.to(dtype), region, beta.to(dtype)))
             mask.index_copy_(0, idx, region.to(dtype))
+            if cfg.shade_prob > 0:  # drawn after everything else: shade_prob 0 keeps the released draws
+                shaded = (uniform((n,), 0.0, 1.0, generator=generator, device=device) < cfg.shade_prob).nonzero().squeeze(1)
+                if shaded.numel() > 0:
+                    where = idx.index_select(0, shaded)
+                    blobs = perlin_mask(fg.index_select(0, shaded), scale_range=SHADE_SCALES, threshold=cfg.threshold,
+                                        rotate_degrees=cfg.rotate_degrees, max_tries=cfg.max_tries, generator=generator)
+                    image, shade_mask = shade_region(x.index_select(0, where), blobs, generator)
+                    out.index_copy_(0, where, image.to(dtype))
+                    mask.index_copy_(0, where, shade_mask.to(dtype))
         label = mask.flatten(1).amax(1)
         return SynthesisOutput(out, mask, label)
 

@@ -314,7 +314,8 @@ def _setup(config: TrainConfig, train: Any, kind: Optional[str], out_dir: Any, r
 
     run = _Run(
         config=config, model=model, joint=joint, opt_unet=opt_unet, opt_seg=opt_seg, schedulers=schedulers,
-        synth=AnomalySynthesizer(kind=kind, p_anomaly=config.p_anomaly, anomaly_source=config.anomaly_source),
+        synth=AnomalySynthesizer(kind=kind, p_anomaly=config.p_anomaly, anomaly_source=config.anomaly_source,
+                                 shade_prob=config.shade_prob),
         sampler=_BatchSampler(n_train, config.seed), images=images, foreground=foreground, kind=kind,
         val_images=val_images, val_foreground=val_fg,
         device=device, rank=rank, world=world, local_batch=config.batch_size // world,
@@ -456,6 +457,7 @@ def recompute_batchnorm(
     w: float = 1.0,
     anomaly_source: Optional[str] = None,
     exposure_jitter: float = 0.0,
+    shade_prob: float = 0.0,
     seed: int = 0,
     bf16: bool = False,
     timesteps: Optional[tuple[int, int]] = None,
@@ -466,7 +468,7 @@ def recompute_batchnorm(
     the weights moved; the weight average (``ema_decay``) averages those statistics again. This
     replaces them by the plain average over ``batches`` fresh training batches drawn as training
     draws them (normal ``images`` (N, 3, H, W) uint8 or in [0, 1], the exposure jitter, synthetic
-    anomalies with ``p_anomaly``, t_s ~ U{0..t_s_max-1}, t_b ~ U{t_s_max..t_b_max-1} (None: T-1),
+    anomalies with ``p_anomaly`` (``shade_prob`` of them shades), t_s ~ U{0..t_s_max-1}, t_b ~ U{t_s_max..t_b_max-1} (None: T-1),
     the norm-guided pass; seeded by ``seed``, apart from the training steps' draws), the way SWA
     recomputes them after averaging. ``timesteps`` = (t_s, t_b) uses that pair for every sample
     instead of the two draws (e.g. the inference setting (200, 400)). Nothing else changes. Returns
@@ -480,7 +482,7 @@ def recompute_batchnorm(
     if images.shape[0] == 0 or batches < 1 or batch_size < 2:
         raise ValueError(f"recompute_batchnorm needs images, batches >= 1 and batch_size >= 2 "
                          f"(got {images.shape[0]} images, batches={batches}, batch_size={batch_size})")
-    synth = AnomalySynthesizer(kind=kind, p_anomaly=p_anomaly, anomaly_source=anomaly_source)
+    synth = AnomalySynthesizer(kind=kind, p_anomaly=p_anomaly, anomaly_source=anomaly_source, shade_prob=shade_prob)
     device, T = model.device, model.schedule.num_train_timesteps
     was_training = model.training
     model.eval()
@@ -523,13 +525,14 @@ def recompute_batchnorm_as_trained(
 ) -> int:
     """:func:`recompute_batchnorm` with the draws of a run trained with ``config``: its batch size
     (or ``batch_size``, e.g. a rank's share), share of anomalies, timestep ranges, guidance weight,
-    anomaly source, exposure jitter and seed; ``batches`` defaults to ``config.bn_batches`` (20 when
+    anomaly source, exposure jitter, shades and seed; ``batches`` defaults to ``config.bn_batches`` (20 when
     that is 0)."""
     return recompute_batchnorm(
         model, images, kind=kind, foreground=foreground, batches=batches or config.bn_batches or 20,
         batch_size=batch_size or config.batch_size, p_anomaly=config.p_anomaly, t_s_max=config.t_s_max,
         t_b_max=config.t_b_max, w=config.w, anomaly_source=config.anomaly_source,
-        exposure_jitter=config.exposure_jitter, seed=config.seed, bf16=bf16, timesteps=timesteps)
+        exposure_jitter=config.exposure_jitter, shade_prob=config.shade_prob, seed=config.seed, bf16=bf16,
+        timesteps=timesteps)
 
 
 def _final_model(run: _Run) -> DiffusionAD:
