@@ -250,10 +250,12 @@ def demo_plan(n_categories: int, device: str = "auto", threads: Optional[int] = 
 def _recipe_note(config: TrainConfig) -> str:
     """What a training log line adds when the recipe departs from the released one:
     ", reconstruction UNet frozen" when ``lr_unet`` is 0, ", N SegNet updates per batch" when
-    ``seg_repeats`` is above 1, ", input_norm gain" for a normalised input; "" otherwise."""
+    ``seg_repeats`` is above 1, ", input_norm gain" for a normalised input, ", shade_prob P" when
+    some synthetic anomalies are shades; "" otherwise."""
     note = ", reconstruction UNet frozen" if config.lr_unet == 0 else ""
     note += f", {config.seg_repeats} SegNet updates per batch" if config.seg_repeats > 1 else ""
-    return note + (f", input_norm {config.input_norm}" if config.input_norm != "none" else "")
+    note += f", input_norm {config.input_norm}" if config.input_norm != "none" else ""
+    return note + (f", shade_prob {config.shade_prob:g}" if config.shade_prob > 0 else "")
 
 
 def demo_settings(device: str = "auto", preset: str = "tiny", init: Optional[str] = None, *,

@@ -150,6 +150,8 @@ def test_training_logs_name_the_departures_from_the_released_recipe() -> None:
     assert _recipe_note(TrainConfig.from_preset("tiny", lr_unet=0.0, seg_repeats=4)) == (
         ", reconstruction UNet frozen, 4 SegNet updates per batch")
     assert _recipe_note(TrainConfig.from_preset("tiny", input_norm="gain")) == ", input_norm gain"
+    assert _recipe_note(TrainConfig.from_preset("tiny", lr_unet=0.0, shade_prob=0.3)) == (
+        ", reconstruction UNet frozen, shade_prob 0.3")
 
 
 def test_demo_trains_two_categories_at_once(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from diffad_core.synthesis import (
     SynthesisOutput,
     augment_sources,
     blend_anomaly,
+    shade_region,
 )
 
 CUDA = torch.cuda.is_available()
@@ -379,6 +380,54 @@ def test_anomaly_source_folder(tmp_path):
     assert synth.texture_bank(16, 16, "cpu").shape == (3, 3, 16, 16)
     inside = out.image.permute(0, 2, 3, 1)[out.mask[:, 0] > 0]
     torch.testing.assert_close(inside, torch.tensor([0.5, 0.0, 0.0]).expand_as(inside))
+
+
+# --------------------------------------------------------------------------- shades (ours)
+
+
+def test_shade_prob_zero_keeps_the_released_draws_and_one_shades_every_anomaly():
+    x, fg = disc_images(12, 48)
+    released = AnomalySynthesizer(bank_size=10)(x, fg, generator=seeded(4))
+    zero = AnomalySynthesizer(bank_size=10, shade_prob=0.0)(x, fg, generator=seeded(4))
+    assert all(torch.equal(a, b) for a, b in zip(released, zero))
+    shaded = AnomalySynthesizer(bank_size=10, shade_prob=1.0)(x, fg, generator=seeded(4))
+    check_invariants(x, shaded, fg)
+    assert torch.equal(shaded.label, released.label)  # the same samples become anomalous
+    anomalous = shaded.label == 1
+    assert (shaded.image[anomalous] != x[anomalous]).flatten(1).any(1).all()
+    assert not torch.equal(shaded.mask, released.mask)  # its own coarse region
+
+
+def test_shade_fades_in_from_the_region_edge_and_stays_inside_it():
+    x = torch.full((1, 3, 64, 64), 0.5)
+    region = torch.zeros(1, 1, 64, 64)
+    region[..., 16:48, 16:48] = 1
+    out, mask = shade_region(x, region, seeded(1))
+    change = (out - x).abs().amax(1)[0]
+    assert (mask <= region).all() and change[region[0, 0] == 0].max() == 0
+    assert change[32, 32] > 0.03  # the inside moves by the drawn gain and shift
+    assert change[16, 32] < 0.2 * change[32, 32]  # the edge row barely moves: no hard step
+    row = change[32, 16:33]
+    assert (row[1:] >= row[:-1] - 1e-6).all()  # rising monotonically from the edge to the middle
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_shade_of_a_thin_region_keeps_it_with_a_hard_edge():
+    x = torch.full((2, 3, 32, 32), 0.5)
+    region = torch.zeros(2, 1, 32, 32)
+    region[..., 10, 5:25] = 1  # one pixel wide: no pixel is a sigma deep
+    out, mask = shade_region(x, region, seeded(2))
+    assert torch.equal(mask, region)
+    assert ((out - x).abs().amax(1, keepdim=True) > 0).float().equal(region)
+
+
+def test_shade_prob_is_validated_and_reaches_training():
+    with pytest.raises(ValueError, match="shade_prob"):
+        SynthesisConfig(shade_prob=1.5)
+    from diffad_core import TrainConfig
+
+    with pytest.raises(ValueError, match="shade_prob"):
+        TrainConfig(shade_prob=-0.1)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16])

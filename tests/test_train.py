@@ -147,6 +147,23 @@ def test_exposure_jitter_changes_training_and_off_keeps_the_released_draws():
         TrainConfig(exposure_jitter=-0.1)
 
 
+def test_shade_prob_changes_training_and_reaches_the_batchnorm_recompute(monkeypatch):
+    plain = _state(fit(_config(steps=2, p_anomaly=1.0), _images(), progress=False).model)
+    shaded = _state(fit(_config(steps=2, p_anomaly=1.0, shade_prob=1.0), _images(), progress=False).model)
+    assert not all(torch.equal(plain[k], shaded[k]) for k in plain)
+    seen = []
+    import diffad_core.synthesis as synthesis  # train.py imports the class from here when it runs
+
+    class Spy(synthesis.AnomalySynthesizer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(self.config.shade_prob)
+
+    monkeypatch.setattr(synthesis, "AnomalySynthesizer", Spy)
+    fit(_config(steps=1, shade_prob=0.4, bn_batches=1), _images(), progress=False)
+    assert seen == [0.4, 0.4]  # training's synthesizer and the BatchNorm recompute's
+
+
 def test_t_b_max_bounds_the_big_step_draws_and_none_keeps_the_released_ones(monkeypatch):
     import diffad_core.train as train_module
 
