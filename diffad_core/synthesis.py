@@ -383,7 +383,7 @@ SHADE_COLOUR = 0.05
 
 def shade_region(
     images: torch.Tensor, region: torch.Tensor, generator: torch.Generator | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> "SynthesisOutput":
     """A smooth-edged change of surface finish inside ``region`` (ours, not in the release).
 
     Per sample: a weight that is 0 on the region's edge and rises to 1 inside it (a Gaussian blur
@@ -398,8 +398,8 @@ def shade_region(
         generator: optional ``torch.Generator``.
 
     Returns:
-        (image, mask): the shaded images, exactly ``images`` where the weight is 0, and the
-        (n, 1, H, W) {0, 1} mask of the pixels the weight reaches (inside ``region``).
+        `SynthesisOutput`: the shaded images (exactly ``images`` where the weight is 0), the
+        (n, 1, H, W) {0, 1} mask of the pixels the weight reaches (inside ``region``), labels 1.
     """
     n, _, height, width = images.shape
     device = images.device
@@ -424,7 +424,8 @@ def shade_region(
     shift = uniform((n, 3), -SHADE_COLOUR, SHADE_COLOUR, generator=generator, device=device)
     target = (target * gain.view(-1, 1, 1, 1) + shift.view(n, 3, 1, 1)).clamp_(0.0, 1.0)
     out = (target - images).mul_(ramp).add_(images)
-    return out, (ramp > 0).to(images.dtype)
+    mask = (ramp > 0).to(images.dtype)
+    return SynthesisOutput(out, mask, mask.flatten(1).amax(1))
 
 
 # --------------------------------------------------------------------------- the synthesizer
@@ -636,9 +637,9 @@ class AnomalySynthesizer:
                     where = idx.index_select(0, shaded)
                     blobs = perlin_mask(fg.index_select(0, shaded), scale_range=SHADE_SCALES, threshold=cfg.threshold,
                                         rotate_degrees=cfg.rotate_degrees, max_tries=cfg.max_tries, generator=generator)
-                    image, shade_mask = shade_region(x.index_select(0, where), blobs, generator)
-                    out.index_copy_(0, where, image.to(dtype))
-                    mask.index_copy_(0, where, shade_mask.to(dtype))
+                    shade = shade_region(x.index_select(0, where), blobs, generator)
+                    out.index_copy_(0, where, shade.image.to(dtype))
+                    mask.index_copy_(0, where, shade.mask.to(dtype))
         label = mask.flatten(1).amax(1)
         return SynthesisOutput(out, mask, label)
 

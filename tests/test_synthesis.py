@@ -402,7 +402,8 @@ def test_shade_fades_in_from_the_region_edge_and_stays_inside_it():
     x = torch.full((1, 3, 64, 64), 0.5)
     region = torch.zeros(1, 1, 64, 64)
     region[..., 16:48, 16:48] = 1
-    out, mask = shade_region(x, region, seeded(1))
+    out, mask, label = shade_region(x, region, seeded(1))
+    assert label.tolist() == [1.0]
     change = (out - x).abs().amax(1)[0]
     assert (mask <= region).all() and change[region[0, 0] == 0].max() == 0
     assert change[32, 32] > 0.03  # the inside moves by the drawn gain and shift
@@ -416,7 +417,7 @@ def test_shade_of_a_thin_region_keeps_it_with_a_hard_edge():
     x = torch.full((2, 3, 32, 32), 0.5)
     region = torch.zeros(2, 1, 32, 32)
     region[..., 10, 5:25] = 1  # one pixel wide: no pixel is a sigma deep
-    out, mask = shade_region(x, region, seeded(2))
+    out, mask, _ = shade_region(x, region, seeded(2))
     assert torch.equal(mask, region)
     assert ((out - x).abs().amax(1, keepdim=True) > 0).float().equal(region)
 
