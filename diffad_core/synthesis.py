@@ -59,8 +59,8 @@ Differences from the released code (all documented choices):
 
 Ours, not in the release (off by default, ``shade_prob`` 0): a share ``shade_prob`` of the
 anomalous samples gets, instead of the pasted source, a *shade* (`shade_region`): inside a
-coarse Perlin region (lattices of 1-4 cells a side), with an edge that fades in over a few pixels, the surface is optionally smoothed
-and its brightness and colour shifted. The released anomalies all have the region's hard edge
+coarse Perlin region (lattices of 1-4 cells a side), with an edge that fades in over a few
+pixels, the surface is optionally smoothed and its brightness and colour shifted. The released anomalies all have the region's hard edge
 and a foreign texture; a stain, a worn patch or a change of surface finish has neither.
 """
 
@@ -372,8 +372,9 @@ def blend_anomaly(
 
 
 #: Shade parameters (ours): the Perlin exponents of its region (coarse lattices: blobs, not the
-#: released range's fragments, which a fading edge would erase), the edge ramp's Gaussian sigma and the smoothing sigma as fractions of
-#: the image side, the gain's distance from 1 (either sign), the colour shift per channel.
+#: released range's fragments, which a fading edge would erase), the edge ramp's Gaussian sigma
+#: and the smoothing sigma as fractions of the image side, the gain's distance from 1 (either
+#: sign), the colour shift per channel.
 SHADE_SCALES = (0, 3)
 SHADE_EDGE = (0.02, 0.08)
 SHADE_SMOOTH = (0.005, 0.03)
@@ -632,7 +633,8 @@ class AnomalySynthesizer:
             out.index_copy_(0, idx, blend_anomaly(images.index_select(0, idx), source.to(dtype), region, beta.to(dtype)))
             mask.index_copy_(0, idx, region.to(dtype))
             if cfg.shade_prob > 0:  # drawn after everything else: shade_prob 0 keeps the released draws
-                shaded = (uniform((n,), 0.0, 1.0, generator=generator, device=device) < cfg.shade_prob).nonzero().squeeze(1)
+                draw = uniform((n,), 0.0, 1.0, generator=generator, device=device)
+                shaded = (draw < cfg.shade_prob).nonzero().squeeze(1)
                 if shaded.numel() > 0:
                     where = idx.index_select(0, shaded)
                     blobs = perlin_mask(fg.index_select(0, shaded), scale_range=SHADE_SCALES, threshold=cfg.threshold,

@@ -468,8 +468,8 @@ def recompute_batchnorm(
     the weights moved; the weight average (``ema_decay``) averages those statistics again. This
     replaces them by the plain average over ``batches`` fresh training batches drawn as training
     draws them (normal ``images`` (N, 3, H, W) uint8 or in [0, 1], the exposure jitter, synthetic
-    anomalies with ``p_anomaly`` (``shade_prob`` of them shades), t_s ~ U{0..t_s_max-1}, t_b ~ U{t_s_max..t_b_max-1} (None: T-1),
-    the norm-guided pass; seeded by ``seed``, apart from the training steps' draws), the way SWA
+    anomalies with ``p_anomaly`` (``shade_prob`` of them shades), t_s ~ U{0..t_s_max-1},
+    t_b ~ U{t_s_max..t_b_max-1} (None: T-1), the norm-guided pass; seeded by ``seed``, apart from the training steps' draws), the way SWA
     recomputes them after averaging. ``timesteps`` = (t_s, t_b) uses that pair for every sample
     instead of the two draws (e.g. the inference setting (200, 400)). Nothing else changes. Returns
     the number of BatchNorm layers recomputed (0: the SegNet has none). :func:`fit` calls it through
@@ -525,8 +525,8 @@ def recompute_batchnorm_as_trained(
 ) -> int:
     """:func:`recompute_batchnorm` with the draws of a run trained with ``config``: its batch size
     (or ``batch_size``, e.g. a rank's share), share of anomalies, timestep ranges, guidance weight,
-    anomaly source, exposure jitter, shades and seed; ``batches`` defaults to ``config.bn_batches`` (20 when
-    that is 0)."""
+    anomaly source, exposure jitter, shades and seed; ``batches`` defaults to ``config.bn_batches``
+    (20 when that is 0)."""
     return recompute_batchnorm(
         model, images, kind=kind, foreground=foreground, batches=batches or config.bn_batches or 20,
         batch_size=batch_size or config.batch_size, p_anomaly=config.p_anomaly, t_s_max=config.t_s_max,
