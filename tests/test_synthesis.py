@@ -422,7 +422,7 @@ def test_shade_of_a_thin_region_keeps_it_with_a_hard_edge():
     assert ((out - x).abs().amax(1, keepdim=True) > 0).float().equal(region)
 
 
-def test_shade_prob_is_validated_and_reaches_training():
+def test_shade_prob_is_validated_in_both_configs():
     with pytest.raises(ValueError, match="shade_prob"):
         SynthesisConfig(shade_prob=1.5)
     from diffad_core import TrainConfig
