@@ -10,6 +10,7 @@ models' training images nor any test image (the mini test sets are seed 0). The 
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -26,7 +27,8 @@ from diffad_core.pretrained import WEIGHTS_DIR  # noqa: E402
 N_IMAGES = 30
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)  # --help, and no stray options
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = make_mini_benchmark(Path(tmp) / "mini", seed=1, categories=list(PRETRAINED), num_train=N_IMAGES,
