@@ -33,7 +33,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -90,21 +90,22 @@ def kind_figures(
         pooled_rows = inside | good
         pooled_masks = masks[pooled_rows]
         pooled = pixel_auroc(maps[pooled_rows], pooled_masks) if has_both_classes(pooled_masks) else math.nan
-
-        def centre(values: np.ndarray, how) -> float:
-            values = values[~np.isnan(values)]
-            return float(how(values)) if len(values) else math.nan
-
         result[kind] = KindFigures(
             images=int(both.sum()),
             pixel_share=float(masks[inside].sum()) / total if total else math.nan,
             pooled_auroc=float(pooled),
-            within_mean=centre(per_map[inside], np.mean),
-            within_median=centre(per_map[inside], np.median),
-            error_within_mean=centre(per_err[inside], np.mean),
-            error_within_median=centre(per_err[inside], np.median),
+            within_mean=_defined(per_map[inside], np.mean),
+            within_median=_defined(per_map[inside], np.median),
+            error_within_mean=_defined(per_err[inside], np.mean),
+            error_within_median=_defined(per_err[inside], np.median),
         )
     return result
+
+
+def _defined(values: np.ndarray, reduce: Callable[[np.ndarray], float]) -> float:
+    """``reduce`` over the non-NaN values (NaN when there are none)."""
+    values = values[~np.isnan(values)]
+    return float(reduce(values)) if len(values) else math.nan
 
 
 def _pct(value: float) -> str:
@@ -152,13 +153,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {flag} {t} is outside the model's noise levels 0..{steps - 1}", file=sys.stderr)
             return 2
     split = load_tensors(open_dataset(args.data, args.category, "test", image_size=model.image_size))
-    pred = predict_images(model, split.images, EvalConfig(t_s=args.t_s, t_b=args.t_b), reconstructions=True)
-    images = to_unit_float(torch.as_tensor(split.images)).numpy()
-    masks = (torch.as_tensor(split.masks).reshape(pred.maps.shape) > 0).numpy().astype(np.uint8)
+    # a defect image without a ground-truth mask would count as normal pixels: leave it out
+    keep = torch.ones(len(split.defects), dtype=torch.bool) if split.mask_known is None else split.mask_known
+    rows = keep.nonzero().squeeze(1)
+    pred = predict_images(model, split.images[rows], EvalConfig(t_s=args.t_s, t_b=args.t_b), reconstructions=True)
+    images = to_unit_float(split.images[rows]).numpy()
+    masks = (split.masks[rows].reshape(pred.maps.shape) > 0).numpy().astype(np.uint8)
     errors = reconstruction_error(images, pred.reconstructions, args.blur)
-    figures = kind_figures(pred.maps, masks, list(split.defects), errors)
+    figures = kind_figures(pred.maps, masks, [split.defects[i] for i in rows.tolist()], errors)
     print(f"{args.category}, {args.checkpoint} at t_s = {args.t_s}, t_b = {args.t_b}: where the anomaly map "
           f"and the reconstruction error rank each kind's pixels (percent)\n")
+    if len(rows) < len(keep):
+        print(f"{len(keep) - len(rows)} defect images without a ground-truth mask are left out\n")
     print(table(figures))
     print(json.dumps({kind: {k: (None if isinstance(v, float) and math.isnan(v) else round(v, 4))
                              for k, v in f._asdict().items()} for kind, f in figures.items()}))
